@@ -1,0 +1,1 @@
+"""Entry points: the click CLI (`commands ...`) and, later, the web page."""

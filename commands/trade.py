@@ -1,0 +1,87 @@
+"""`commands trade buy|sell SYMBOL QTY`: record a decision and execute it through the router."""
+
+from __future__ import annotations
+
+import click
+
+from commands.output import decimal_text, print_json
+from commands.session import Session
+from ledger.domain import Order
+
+
+# Negative quantities must reach the validator (and its clear message), not click's option parser.
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("side", type=click.Choice(["buy", "sell"], case_sensitive=False))
+@click.argument("symbol")
+@click.argument("qty")
+@click.option("--price", help="Price the paper broker fills a market order at (required on paper).")
+@click.option("--reason", default="", help="Why: stored with the decision as its rationale.")
+@click.option("--limit", "limit_price", help="Place a limit order at this price instead of market.")
+@click.option(
+    "--time-in-force",
+    default="day",
+    show_default=True,
+    type=click.Choice(["day", "gtc", "opg", "cls", "ioc", "fok"], case_sensitive=False),
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def trade(
+    session: Session,
+    side: str,
+    symbol: str,
+    qty: str,
+    price: str | None,
+    reason: str,
+    limit_price: str | None,
+    time_in_force: str,
+    as_json: bool,
+) -> None:
+    """Record a decision to buy or sell QTY of SYMBOL and execute it through the broker router.
+
+    QTY may be fractional (0.5). Quantities and prices are exact decimals.
+    """
+    order = session.ledger.trade(
+        side=side,
+        symbol=symbol,
+        qty=qty,
+        price=price,
+        reason=reason,
+        order_type="limit" if limit_price is not None else "market",
+        limit_price=limit_price,
+        time_in_force=time_in_force,
+    )
+    document = order_document(order)
+    if as_json:
+        print_json(document)
+        return
+    line = (
+        f"{order.side} {decimal_text(order.qty)} {order.symbol} {order.order_type}"
+        f" -> {order.broker}: {order.status}"
+    )
+    if order.filled_qty:
+        line += f" {decimal_text(order.filled_qty)} @ {decimal_text(order.avg_fill_price)}"
+    if order.failures:
+        failure = order.failures[-1]
+        line += f" ({failure['code']}: {failure['message']})"
+    click.echo(line)
+    click.echo(f"decision {order.decision_id}  client order id {order.client_order_id}")
+    if order.status in ("submission_failed", "rejected"):
+        raise click.exceptions.Exit(1)
+
+
+def order_document(order: Order) -> dict[str, object]:
+    return {
+        "order_id": order.id,
+        "decision_id": order.decision_id,
+        "client_order_id": order.client_order_id,
+        "broker": order.broker,
+        "broker_order_id": order.broker_order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "qty": order.qty,
+        "type": order.order_type,
+        "status": order.status,
+        "filled_qty": order.filled_qty,
+        "avg_fill_price": order.avg_fill_price,
+        "error": order.failures[-1] if order.failures else None,
+    }

@@ -1,0 +1,1 @@
+"""Broker routing: the port, the one router, and an adapter per broker."""

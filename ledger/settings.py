@@ -1,0 +1,128 @@
+"""Configuration from the environment and `.env`, checked once at start.
+
+Every refusal names the variable and what it accepts, so a typo in `.env` costs
+one read of one line, not a stack trace.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.domain.values import InvalidInput, to_decimal
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+_BOOLEANS = {"true": True, "false": False}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    broker_provider: Literal["paper", "alpaca"] = Field("paper", alias="BROKER_PROVIDER")
+    alpaca_api_key: SecretStr | None = Field(None, alias="ALPACA_API_KEY")
+    alpaca_secret_key: SecretStr | None = Field(None, alias="ALPACA_SECRET_KEY")
+    alpaca_paper_mode: bool = Field(True, alias="ALPACA_PAPER_MODE")
+    alpaca_base_url: str | None = Field(None, alias="ALPACA_BASE_URL")
+    database_url: SecretStr = Field(SecretStr("sqlite:///ledger.db"), alias="LEDGER_DATABASE_URL")
+    timezone: str = Field("America/New_York", alias="LEDGER_TIMEZONE")
+    broker_timeout_seconds: Decimal = Field(Decimal(10), alias="BROKER_TIMEOUT_SECONDS")
+    poll_interval_seconds: Decimal = Field(Decimal(5), alias="LEDGER_POLL_INTERVAL_SECONDS")
+
+    @field_validator("broker_provider", mode="before")
+    @classmethod
+    def _provider(cls, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in ("paper", "alpaca"):
+            raise ValueError(f"BROKER_PROVIDER must be one of: paper, alpaca (got {value!r})")
+        return text
+
+    @field_validator("alpaca_paper_mode", mode="before")
+    @classmethod
+    def _paper_mode(cls, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in _BOOLEANS:
+            raise ValueError(f"ALPACA_PAPER_MODE must be one of: true, false (got {value!r})")
+        return _BOOLEANS[text]
+
+    @field_validator("alpaca_base_url", mode="before")
+    @classmethod
+    def _base_url(cls, value: Any) -> str | None:
+        if value is None or not str(value).strip():
+            return None
+        text = str(value).strip().rstrip("/")
+        if not text.startswith(("http://", "https://")):
+            raise ValueError(
+                f"ALPACA_BASE_URL must start with http:// or https:// (got {value!r})"
+            )
+        # alpaca-py appends the API version itself.
+        return text.removesuffix("/v2")
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _timezone(cls, value: Any) -> str:
+        text = str(value).strip()
+        try:
+            ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"LEDGER_TIMEZONE must be an IANA time zone such as America/New_York "
+                f"(got {value!r})"
+            ) from None
+        return text
+
+    @field_validator("broker_timeout_seconds", "poll_interval_seconds", mode="before")
+    @classmethod
+    def _positive_seconds(cls, value: Any, info: Any) -> Decimal:
+        name = cls.model_fields[info.field_name].alias
+        try:
+            number = to_decimal(value, name)
+        except InvalidInput as error:
+            raise ValueError(str(error)) from None
+        if number <= 0:
+            raise ValueError(f"{name} must be a number of seconds above zero (got {value!r})")
+        return number
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def require_alpaca_keys(self) -> tuple[str, str]:
+        if self.alpaca_api_key is None or not self.alpaca_api_key.get_secret_value():
+            raise ConfigurationError(
+                "ALPACA_API_KEY is not set: put your key in .env or the environment"
+            )
+        if self.alpaca_secret_key is None or not self.alpaca_secret_key.get_secret_value():
+            raise ConfigurationError(
+                "ALPACA_SECRET_KEY is not set: put your secret in .env or the environment"
+            )
+        return self.alpaca_api_key.get_secret_value(), self.alpaca_secret_key.get_secret_value()
+
+
+def load_settings(env_file: Path | str | None = ".env", **overrides: Any) -> Settings:
+    """Read and check the configuration, or raise one ConfigurationError line."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as error:
+        first = error.errors()[0]
+        message = str(first.get("msg", "")).removeprefix("Value error, ")
+        if first.get("type") == "literal_error" or not message:
+            field = ".".join(str(part) for part in first.get("loc", ()))
+            message = f"{field}: {first.get('msg')}"
+        raise ConfigurationError(message) from None

@@ -1,0 +1,180 @@
+"""`LEDGER_DATABASE_URL` mapped onto eventsourcing's own persistence modules.
+
+The ledger writes no recorder of its own: SQLite goes to `eventsourcing.sqlite`,
+PostgreSQL to `eventsourcing.postgres` (psycopg 3 and its connection pool).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ledger.settings import ConfigurationError
+
+Dialect = Literal["sqlite", "postgres"]
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class StoreUnavailable(Exception):
+    """The event store cannot be opened; the message names the cause, never the password."""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    dialect: Dialect
+    # Holds the password for PostgreSQL: never print or log it; use `display`.
+    env: dict[str, str] = field(repr=False)
+    display: str
+    schema: str | None = None
+    password: str = field(default="", repr=False)
+
+    def scrub(self, text: str) -> str:
+        """Remove the password from a driver's message before anyone sees it."""
+        return text.replace(self.password, "***") if self.password else text
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced, for messages."""
+    return re.sub(r"(?<=://)([^:/@]*):([^@]*)@", r"\1:***@", url)
+
+
+def parse_database_url(url: str) -> StoreConfig:
+    text = url.strip()
+    scheme = text.split(":", 1)[0].lower() if ":" in text else ""
+    if scheme == "sqlite":
+        return _sqlite(text)
+    if scheme in ("postgresql", "postgres"):
+        return _postgres(text)
+    raise ConfigurationError(
+        f"LEDGER_DATABASE_URL has an unsupported scheme {scheme or text!r}: use "
+        "sqlite:///path/ledger.db or postgresql://user:pass@host:port/db"
+    )
+
+
+def _sqlite(url: str) -> StoreConfig:
+    if not url.lower().startswith("sqlite:///"):
+        raise ConfigurationError(
+            f"LEDGER_DATABASE_URL {url!r} is malformed: use sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
+    path = url[len("sqlite:///") :]
+    if not path:
+        raise ConfigurationError("LEDGER_DATABASE_URL names no SQLite file: use sqlite:///ledger.db")
+    if path != ":memory:" and not path.startswith("file:"):
+        parent = Path(path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise ConfigurationError(
+                f"LEDGER_DATABASE_URL points into {parent}, which does not exist: "
+                "create the folder or choose another path"
+            )
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": path,
+        # Several processes (service loop, CLI, reconciler) share one file: wait for
+        # the writer instead of failing at once with "database is locked".
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
+    return StoreConfig(dialect="sqlite", env=env, display=url)
+
+
+def _postgres(url: str) -> StoreConfig:
+    parts = urlsplit(url)
+    password = unquote(parts.password or "")
+    display = mask_url(url)
+    dbname = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not dbname:
+        raise ConfigurationError(
+            f"LEDGER_DATABASE_URL {display} is incomplete: use postgresql://user:pass@host:port/db"
+        )
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise ConfigurationError(
+            f"LEDGER_DATABASE_URL {display} has a port that is not a number"
+        ) from None
+    query = parse_qs(parts.query)
+    schema = (query.get("schema") or [""])[0] or None
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise ConfigurationError(
+            f"LEDGER_DATABASE_URL schema {schema!r} must be lower-case letters, digits and _"
+        )
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": parts.hostname,
+        "POSTGRES_PORT": str(port),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": password,
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": "8",
+        # A restarted server leaves dead connections in the pool: check before use.
+        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+    }
+    if schema:
+        env["POSTGRES_SCHEMA"] = schema
+    return StoreConfig(
+        dialect="postgres", env=env, display=display, schema=schema, password=password
+    )
+
+
+def postgres_connection_problem(config: StoreConfig) -> str:
+    """Connect once, directly, to learn the real cause that a pool timeout hides."""
+    import psycopg
+
+    env = config.env
+    try:
+        with psycopg.connect(
+            dbname=env["POSTGRES_DBNAME"],
+            host=env["POSTGRES_HOST"],
+            port=env["POSTGRES_PORT"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            connect_timeout=5,
+        ) as conn:
+            if config.schema:
+                with conn.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                        (config.schema,),
+                    )
+                    if cursor.fetchone() is None:
+                        return f"schema {config.schema!r} does not exist"
+    except psycopg.Error as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return config.scrub("; ".join(lines) if lines else type(error).__name__)
+    return ""
+
+
+def ensure_schema(config: StoreConfig) -> None:
+    """Create the PostgreSQL schema named in the URL, so a fresh one works at once."""
+    if config.dialect != "postgres" or not config.schema:
+        return
+    import psycopg
+    from psycopg import sql
+
+    env = config.env
+    try:
+        with psycopg.connect(
+            dbname=env["POSTGRES_DBNAME"],
+            host=env["POSTGRES_HOST"],
+            port=env["POSTGRES_PORT"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            connect_timeout=5,
+            autocommit=True,
+        ) as conn:
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
+            )
+    except psycopg.Error as error:
+        raise StoreUnavailable(
+            f"Cannot open the event store at {config.display}: "
+            f"{postgres_connection_problem(config) or config.scrub(str(error))}"
+        ) from None
