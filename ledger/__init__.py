@@ -1,0 +1,1 @@
+"""The write side: what happened and what may happen next."""

@@ -1,0 +1,1 @@
+"""The read side: views folded from events, their runner, rebuild and verify."""
