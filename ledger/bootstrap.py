@@ -11,12 +11,7 @@ from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerAdapter
 from ledger.brokers.router import BrokerRouter
 from ledger.settings import Settings
-from ledger.storage import (
-    StoreUnavailable,
-    ensure_schema,
-    parse_database_url,
-    postgres_connection_problem,
-)
+from ledger.storage import StoreUnavailable, parse_database_url, prepare_postgres
 
 
 def make_adapter(settings: Settings) -> BrokerAdapter:
@@ -30,15 +25,14 @@ def make_adapter(settings: Settings) -> BrokerAdapter:
 def open_ledger(settings: Settings, adapter: BrokerAdapter | None = None) -> Ledger:
     """Open the event store named by LEDGER_DATABASE_URL, with the router BROKER_PROVIDER picks."""
     config = parse_database_url(settings.database_url.get_secret_value())
-    ensure_schema(config)
+    if config.dialect == "postgres":
+        prepare_postgres(config)
     router = BrokerRouter(adapter or make_adapter(settings))
     try:
         return Ledger(env=config.env, router=router)
     except (PersistenceError, sqlite3.Error, OSError) as error:
-        cause = ""
-        if config.dialect == "postgres":
-            cause = postgres_connection_problem(config)
-        cause = cause or config.scrub(str(error).strip().splitlines()[0] if str(error) else "")
+        lines = str(error).strip().splitlines()
+        cause = config.scrub(lines[0]) if lines else ""
         raise StoreUnavailable(
             f"Cannot open the event store at {config.display}: {cause or type(error).__name__}"
         ) from None

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     timezone: str = Field("America/New_York", alias="LEDGER_TIMEZONE")
     broker_timeout_seconds: Decimal = Field(Decimal(10), alias="BROKER_TIMEOUT_SECONDS")
     poll_interval_seconds: Decimal = Field(Decimal(5), alias="LEDGER_POLL_INTERVAL_SECONDS")
+    # alpaca-py retries 429 and 504 itself (POSTs too): how often, and how long it waits.
+    alpaca_retry_attempts: int = Field(3, alias="ALPACA_RETRY_ATTEMPTS")
+    alpaca_retry_wait_seconds: Decimal = Field(Decimal(3), alias="ALPACA_RETRY_WAIT_SECONDS")
+    # How far back the very first sync reads fills; later syncs continue where the last stopped.
+    sync_lookback_days: int = Field(30, alias="LEDGER_SYNC_LOOKBACK_DAYS")
+    # `commands run` polls orders and fills; a full sync (a new broker snapshot) this often.
+    resync_interval_seconds: Decimal = Field(Decimal(900), alias="LEDGER_RESYNC_INTERVAL_SECONDS")
 
     @field_validator("broker_provider", mode="before")
     @classmethod
@@ -87,7 +94,9 @@ class Settings(BaseSettings):
             ) from None
         return text
 
-    @field_validator("broker_timeout_seconds", "poll_interval_seconds", mode="before")
+    @field_validator(
+        "broker_timeout_seconds", "poll_interval_seconds", "resync_interval_seconds", mode="before"
+    )
     @classmethod
     def _positive_seconds(cls, value: Any, info: Any) -> Decimal:
         name = cls.model_fields[info.field_name].alias
@@ -98,6 +107,27 @@ class Settings(BaseSettings):
         if number <= 0:
             raise ValueError(f"{name} must be a number of seconds above zero (got {value!r})")
         return number
+
+    @field_validator("alpaca_retry_wait_seconds", mode="before")
+    @classmethod
+    def _wait_seconds(cls, value: Any) -> Decimal:
+        try:
+            number = to_decimal(value, "ALPACA_RETRY_WAIT_SECONDS")
+        except InvalidInput as error:
+            raise ValueError(str(error)) from None
+        if number < 0:
+            raise ValueError(f"ALPACA_RETRY_WAIT_SECONDS must be zero or more (got {value!r})")
+        return number
+
+    @field_validator("alpaca_retry_attempts", "sync_lookback_days", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any, info: Any) -> int:
+        name = cls.model_fields[info.field_name].alias
+        lowest = 0 if info.field_name == "alpaca_retry_attempts" else 1
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isdigit() or int(text) < lowest:
+            raise ValueError(f"{name} must be a whole number of at least {lowest} (got {value!r})")
+        return int(text)
 
     @property
     def zone(self) -> ZoneInfo:

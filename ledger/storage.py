@@ -124,38 +124,13 @@ def _postgres(url: str) -> StoreConfig:
     )
 
 
-def postgres_connection_problem(config: StoreConfig) -> str:
-    """Connect once, directly, to learn the real cause that a pool timeout hides."""
-    import psycopg
+def prepare_postgres(config: StoreConfig) -> None:
+    """Connect once, directly, before the pool does.
 
-    env = config.env
-    try:
-        with psycopg.connect(
-            dbname=env["POSTGRES_DBNAME"],
-            host=env["POSTGRES_HOST"],
-            port=env["POSTGRES_PORT"],
-            user=env["POSTGRES_USER"],
-            password=env["POSTGRES_PASSWORD"],
-            connect_timeout=5,
-        ) as conn:
-            if config.schema:
-                with conn.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
-                        (config.schema,),
-                    )
-                    if cursor.fetchone() is None:
-                        return f"schema {config.schema!r} does not exist"
-    except psycopg.Error as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        return config.scrub("; ".join(lines) if lines else type(error).__name__)
-    return ""
-
-
-def ensure_schema(config: StoreConfig) -> None:
-    """Create the PostgreSQL schema named in the URL, so a fresh one works at once."""
-    if config.dialect != "postgres" or not config.schema:
-        return
+    A pool hides the cause of a failed connection behind a timeout; this first
+    connection fails at once with the server's own words (wrong password, unknown
+    role or database, nothing listening), and creates the schema the URL names.
+    """
     import psycopg
     from psycopg import sql
 
@@ -170,11 +145,13 @@ def ensure_schema(config: StoreConfig) -> None:
             connect_timeout=5,
             autocommit=True,
         ) as conn:
-            conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
-            )
+            if config.schema:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
+                )
     except psycopg.Error as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        cause = config.scrub("; ".join(lines) if lines else type(error).__name__)
         raise StoreUnavailable(
-            f"Cannot open the event store at {config.display}: "
-            f"{postgres_connection_problem(config) or config.scrub(str(error))}"
+            f"Cannot open the event store at {config.display}: {cause}"
         ) from None

@@ -94,7 +94,8 @@ def cli_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     for name in list(os.environ):
-        if name.startswith(("ALPACA_", "BROKER_", "LEDGER_")) and name != "LEDGER_TEST_DATABASE_URL":
+        ours = name.startswith(("ALPACA_", "BROKER_", "LEDGER_"))
+        if ours and name != "LEDGER_TEST_DATABASE_URL":
             monkeypatch.delenv(name, raising=False)
     env = {"LEDGER_DATABASE_URL": database_url, "BROKER_PROVIDER": "paper"}
     for key, value in env.items():

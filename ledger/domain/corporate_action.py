@@ -21,6 +21,7 @@ class CorporateAction(Aggregate):
     def __init__(
         self,
         *,
+        id: UUID,
         broker: str,
         activity_id: str,
         kind: str,

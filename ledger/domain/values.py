@@ -49,7 +49,7 @@ class InvalidInput(ValueError):
 
 def to_decimal(value: Any, field: str = "value") -> Decimal:
     """Exact conversion; floats are refused because their decimal expansion is not the input."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise InvalidInput(f"{field} must be given as a decimal string, not a float ({value!r})")
     if isinstance(value, Decimal):
         result = value

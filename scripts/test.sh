@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs tradeledger with its test extras into .venv, makes sure the PostgreSQL the
+# tests need is running, then runs the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e ".[test]"
+
+bash scripts/ensure_postgres.sh
+
+exec "$VENV/bin/python" -m pytest "$@"
