@@ -1,0 +1,205 @@
+"""The rules of a reconciliation plan, as small functions over plain values.
+
+Nothing here reads a store or calls a broker: the caller gathers the facts of each
+symbol, these functions decide what to send and why, and a test can check every rule
+with a handful of numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+CAUSE_LOCAL_NOT_EXECUTED = "a local decision the broker never executed"
+CAUSE_EXTERNAL_TRADE = "a broker trade the ledger did not originate"
+CAUSE_CORPORATE_ACTION = "an unrecorded corporate action"
+CAUSE_UNKNOWN = "unknown"
+
+# Whole-number split and reverse-split ratios seen in practice; a broker position that is
+# exactly one of these multiples of the local one is far more likely a split than drift.
+SPLIT_RATIOS = frozenset(Decimal(r) for r in (2, 3, 4, 5, 8, 10, 15, 20, 25, 30, 40, 50, 100))
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class SymbolFacts:
+    """What the books and the order history say about one symbol."""
+
+    symbol: str
+    local_qty: Decimal
+    broker_qty: Decimal
+    # Signed remaining qty of open orders that will move the broker book but not the
+    # local book (compensating orders already requested, orders the ledger did not make).
+    pending_qty: Decimal = ZERO
+    # An order for the symbol is live at the broker: its fills would race our delta.
+    in_flight: bool = False
+    last_broker_fill_at: datetime | None = None
+    # Signed net qty of decision fills made by the paper broker (never reached the broker).
+    paper_decision_qty: Decimal = ZERO
+    # Signed net qty of broker fills of orders the ledger did not originate.
+    external_qty: Decimal = ZERO
+    has_corporate_action: bool = False
+    last_local_trade_day: date | None = None
+    last_price: Decimal | None = None
+    # How many of the latest runs in a row sent a compensating order for this symbol.
+    consecutive_compensations: int = 0
+
+
+@dataclass(frozen=True)
+class PlanRules:
+    since: date | None = None
+    recent_fill_seconds: Decimal = Decimal(30)
+    oscillation_runs: int = 3
+    max_order_notional: Decimal | None = None
+    max_run_notional: Decimal | None = None
+    extended_hours: bool = False
+    extended_hours_slippage: Decimal = Decimal("0.005")
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    side: str
+    qty: Decimal
+    order_type: str
+    time_in_force: str
+    limit_price: Decimal | None
+    extended_hours: bool
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    symbol: str
+    local_qty: Decimal
+    broker_qty: Decimal
+    open_qty: Decimal
+    delta: Decimal
+    reason: str | None
+    order: PlannedOrder | None = None
+    skip_reason: str | None = None
+    notional: Decimal | None = field(default=None)
+
+    @property
+    def status(self) -> str:
+        if self.order is not None:
+            return "planned"
+        return "skipped" if self.skip_reason else "in_sync"
+
+
+def delta_for(local_qty: Decimal, broker_qty: Decimal, pending_qty: Decimal) -> Decimal:
+    """What the broker must still trade to hold what the local book holds."""
+    return local_qty - broker_qty - pending_qty
+
+
+def _sign(value: Decimal) -> int:
+    return (value > 0) - (value < 0)
+
+
+def looks_like_split(local_qty: Decimal, broker_qty: Decimal) -> Decimal | None:
+    """The ratio between the books, when it is a typical split or reverse-split ratio."""
+    if local_qty == 0 or broker_qty == 0 or _sign(local_qty) != _sign(broker_qty):
+        return None
+    bigger, smaller = sorted((abs(local_qty), abs(broker_qty)), reverse=True)
+    ratio = bigger / smaller
+    return ratio if ratio in SPLIT_RATIOS else None
+
+
+def likely_cause(facts: SymbolFacts, delta: Decimal) -> str | None:
+    """DESIGN.md invariant 11: every difference carries its likely cause."""
+    if delta == 0:
+        return None
+    ratio = None if facts.has_corporate_action else looks_like_split(facts.local_qty,
+                                                                      facts.broker_qty)
+    if ratio is not None:
+        return f"{CAUSE_CORPORATE_ACTION} (one book is {ratio:f}x the other)"
+    if facts.paper_decision_qty and _sign(facts.paper_decision_qty) == _sign(delta):
+        return f"{CAUSE_LOCAL_NOT_EXECUTED} (filled by the paper broker)"
+    if facts.external_qty and _sign(facts.external_qty) == -_sign(delta):
+        return CAUSE_EXTERNAL_TRADE
+    return CAUSE_UNKNOWN
+
+
+def skip_reason(facts: SymbolFacts, delta: Decimal, rules: PlanRules, now: datetime) -> str | None:
+    """Why this symbol must not be compensated now, or None when it may be."""
+    if rules.since is not None and (
+        facts.last_local_trade_day is None or facts.last_local_trade_day < rules.since
+    ):
+        return f"not traded by the local book since {rules.since.isoformat()} (--since)"
+    if facts.in_flight:
+        return "an order for this symbol is in flight at the broker"
+    if facts.last_broker_fill_at is not None:
+        age = Decimal(str((now - facts.last_broker_fill_at).total_seconds()))
+        if age < rules.recent_fill_seconds:
+            return (
+                f"broker fill {age.quantize(Decimal(1))}s ago: Alpaca's positions can lag its "
+                f"fills, wait {rules.recent_fill_seconds:f}s"
+            )
+    if facts.consecutive_compensations >= rules.oscillation_runs:
+        return (
+            f"oscillating: compensated in each of the last {rules.oscillation_runs} runs, "
+            "needs a person to look"
+        )
+    if delta < 0 and facts.broker_qty + delta < 0 and facts.local_qty >= 0:
+        return "would sell short at the broker while the local book is not short"
+    return None
+
+
+def limit_price_for(side: str, last_price: Decimal, slippage: Decimal) -> Decimal:
+    """Extended hours take only limit orders: cross the last price by the slippage."""
+    factor = Decimal(1) + slippage if side == "buy" else Decimal(1) - slippage
+    # Alpaca takes 2 decimals at or above $1 and 4 below.
+    step = Decimal("0.01") if last_price >= 1 else Decimal("0.0001")
+    return (last_price * factor).quantize(step, rounding=ROUND_HALF_UP)
+
+
+def plan(facts: list[SymbolFacts], rules: PlanRules, now: datetime) -> list[PlanRow]:
+    """One row per symbol, in symbol order; at most one order per symbol."""
+    rows: list[PlanRow] = []
+    run_notional = ZERO
+    caps = rules.max_order_notional is not None or rules.max_run_notional is not None
+    for fact in sorted(facts, key=lambda f: f.symbol):
+        delta = delta_for(fact.local_qty, fact.broker_qty, fact.pending_qty)
+        row = PlanRow(
+            symbol=fact.symbol,
+            local_qty=fact.local_qty,
+            broker_qty=fact.broker_qty,
+            open_qty=fact.pending_qty,
+            delta=delta,
+            reason=likely_cause(fact, delta),
+        )
+        if delta == 0:
+            rows.append(row)
+            continue
+        reason = skip_reason(fact, delta, rules, now)
+        notional = None if fact.last_price is None else abs(delta) * fact.last_price
+        if reason is None and (caps or rules.extended_hours) and fact.last_price is None:
+            reason = "no broker price for this symbol to check the notional cap or set a limit"
+        if reason is None and notional is not None:
+            if rules.max_order_notional is not None and notional > rules.max_order_notional:
+                reason = (
+                    f"order notional {notional:.2f} is above the per-order cap "
+                    f"{rules.max_order_notional:f}"
+                )
+            elif (
+                rules.max_run_notional is not None
+                and run_notional + notional > rules.max_run_notional
+            ):
+                reason = (
+                    f"run notional would reach {run_notional + notional:.2f}, above the "
+                    f"per-run cap {rules.max_run_notional:f}"
+                )
+        if reason is not None:
+            rows.append(replace(row, skip_reason=reason, notional=notional))
+            continue
+        side = "buy" if delta > 0 else "sell"
+        if rules.extended_hours:
+            assert fact.last_price is not None
+            order = PlannedOrder(side, abs(delta), "limit", "day",
+                                 limit_price_for(side, fact.last_price,
+                                                 rules.extended_hours_slippage), True)
+        else:
+            order = PlannedOrder(side, abs(delta), "market", "day", None, False)
+        run_notional += notional or ZERO
+        rows.append(replace(row, order=order, notional=notional))
+    return rows
