@@ -1,0 +1,55 @@
+"""One lock stream shared by every reconciler, so two runs at once submit one set of orders.
+
+Taking the lock is an event on a single, well-known aggregate: two reconcilers that
+read the same version both try to append, and optimistic concurrency lets exactly
+one succeed, on SQLite and PostgreSQL alike. A lease bounds how long a crashed run
+can hold it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.order import LEDGER_NAMESPACE
+from ledger.domain.values import InvalidInput
+
+LOCK_ID = uuid5(LEDGER_NAMESPACE, "reconciliation-lock")
+
+
+class LockHeld(InvalidInput):
+    """Another reconciliation holds the lock."""
+
+
+class ReconciliationLock(Aggregate):
+    @event("Created")
+    def __init__(self, *, id: UUID) -> None:  # one well-known stream: LOCK_ID
+        self.holder: UUID | None = None
+        self.expires_at: datetime | None = None
+
+    def is_free(self, now: datetime) -> bool:
+        return self.holder is None or (self.expires_at is not None and self.expires_at <= now)
+
+    def acquire(self, run_id: UUID, now: datetime, lease: timedelta) -> None:
+        if not self.is_free(now):
+            raise LockHeld(
+                f"another reconciliation ({self.holder}) is running until "
+                f"{self.expires_at:%H:%M:%S} UTC: nothing was sent; run again after it ends"
+            )
+        self._acquired(run_id=run_id, expires_at=now + lease)
+
+    @event("Acquired")
+    def _acquired(self, run_id: UUID, expires_at: datetime) -> None:
+        self.holder = run_id
+        self.expires_at = expires_at
+
+    def release(self, run_id: UUID) -> None:
+        if self.holder == run_id:
+            self._released(run_id=run_id)
+
+    @event("Released")
+    def _released(self, run_id: UUID) -> None:
+        self.holder = None
+        self.expires_at = None
