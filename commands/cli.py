@@ -10,7 +10,9 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from commands.errors import EXIT_USAGE, CommandError
 from commands.events import events
+from commands.run import run
 from commands.session import Session
+from commands.sync import sync
 from commands.trade import trade
 from ledger.domain.values import InvalidInput
 from ledger.settings import ConfigurationError
@@ -60,6 +62,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 cli.add_command(trade)
 cli.add_command(events)
+cli.add_command(run)
+cli.add_command(sync)
 
 
 def main() -> None:

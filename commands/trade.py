@@ -23,6 +23,14 @@ from ledger.domain import Order
     show_default=True,
     type=click.Choice(["day", "gtc", "opg", "cls", "ioc", "fok"], case_sensitive=False),
 )
+@click.option(
+    "--extended-hours", is_flag=True, help="Allow execution outside regular hours (limit, day)."
+)
+@click.option(
+    "--confirm-live",
+    is_flag=True,
+    help="Required to trade a live account (ALPACA_PAPER_MODE=false): real money.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 def trade(
@@ -34,11 +42,15 @@ def trade(
     reason: str,
     limit_price: str | None,
     time_in_force: str,
+    extended_hours: bool,
+    confirm_live: bool,
     as_json: bool,
 ) -> None:
     """Record a decision to buy or sell QTY of SYMBOL and execute it through the broker router.
 
-    QTY may be fractional (0.5). Quantities and prices are exact decimals.
+    QTY may be fractional (0.5). Quantities and prices are exact decimals. With
+    BROKER_PROVIDER=paper the order fills at --price; with alpaca it goes to Alpaca and
+    the broker's answer is printed. Exit 1 when the order failed or was rejected.
     """
     order = session.ledger.trade(
         side=side,
@@ -49,10 +61,15 @@ def trade(
         order_type="limit" if limit_price is not None else "market",
         limit_price=limit_price,
         time_in_force=time_in_force,
+        extended_hours=extended_hours,
+        confirm_live=confirm_live,
     )
     document = order_document(order)
+    failed = order.status in ("submission_failed", "rejected")
     if as_json:
         print_json(document)
+        if failed:
+            raise click.exceptions.Exit(1)
         return
     line = (
         f"{order.side} {decimal_text(order.qty)} {order.symbol} {order.order_type}"
@@ -65,7 +82,9 @@ def trade(
         line += f" ({failure['code']}: {failure['message']})"
     click.echo(line)
     click.echo(f"decision {order.decision_id}  client order id {order.client_order_id}")
-    if order.status in ("submission_failed", "rejected"):
+    if order.broker_order_id is not None:
+        click.echo(f"broker order id {order.broker_order_id}")
+    if failed:
         raise click.exceptions.Exit(1)
 
 

@@ -7,29 +7,54 @@ broker directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
+    IntegrityError,
     JSONTranscoder,
     Notification,
     Transcoding,
     UUIDAsHex,
 )
+from eventsourcing.utils import get_topic
 
 from ledger.brokers.answers import apply_answer
 from ledger.brokers.paper import PaperBroker
+from ledger.brokers.port import BrokerAnswer, BrokerReader, BrokerReadError
 from ledger.brokers.router import BrokerRouter
-from ledger.domain import Decision, Order
+from ledger.domain import BrokerSnapshot, Decision, Order
 from ledger.domain.order import decision_order_id
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, parse_price, validate
+from ledger.sync import (
+    OVERLAP,
+    SyncCursor,
+    SyncMapper,
+    SyncReport,
+    WatchedOrder,
+    needs_watching,
+    open_order_record,
+    position_record,
+    read_broker,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SYNC_LOOKBACK = timedelta(days=30)
+# A save that meets another writer is mapped again on fresh aggregates, this often.
+SAVE_ATTEMPTS = 3
+_REQUESTED_TOPIC = get_topic(Order.Requested)
+_SYNCED_TOPIC = get_topic(BrokerSnapshot.Synced)
 
 
 class DateAsISO(Transcoding):
@@ -111,13 +136,20 @@ class Ledger(Application[UUID]):
         limit_price: Any = None,
         time_in_force: str = "day",
         extended_hours: bool = False,
+        notional: Any = None,
+        confirm_live: bool = False,
     ) -> Order:
-        """Record one decision with its order, then execute it through the router."""
+        """Record one decision with its order, then execute it through the router.
+
+        Pass `qty` or `notional` (a dollar amount, market orders only). A live account
+        (ALPACA_PAPER_MODE=false) takes real money: it needs `confirm_live=True`.
+        """
         intent = validate(
             OrderIntent,
             symbol=symbol,
             side=side,
             qty=qty,
+            notional=notional,
             order_type=order_type,
             limit_price=limit_price,
             time_in_force=time_in_force,
@@ -126,16 +158,262 @@ class Ledger(Application[UUID]):
         reference_price = None if price is None else parse_price(price, "price")
         if self.router.broker == "paper" and reference_price is None:
             raise InvalidInput("the paper broker fills at the given price: pass --price")
+        if not self.router.paper and not confirm_live:
+            raise InvalidInput(
+                "ALPACA_PAPER_MODE=false trades a live account with real money: "
+                "confirm with --confirm-live (confirm_live=True)"
+            )
         _, (order,) = self.record_decision(source=source, rationale=reason, intents=[intent])
-        return self.execute(order.id, reference_price=reference_price)
+        order, answer = self.submit(order.id, reference_price=reference_price)
+        if self._fills_waiting(order, answer):
+            # A broker reports executions apart from the order (account activities): fetch
+            # them now so the caller sees the fill. If that fails, the next sync records them.
+            try:
+                self.poll()
+            except (BrokerReadError, IntegrityError) as error:
+                log.warning("fills of %s not recorded yet: %s", order.client_order_id, error)
+            else:
+                order = self.get_order(order.id)
+        return order
+
+    def _fills_waiting(self, order: Order, answer: BrokerAnswer) -> bool:
+        reported = answer.filled_qty or Decimal(0)
+        return self.router.reader is not None and reported > order.filled_qty
 
     def execute(self, order_id: UUID, *, reference_price: Decimal | None = None) -> Order:
         """Route a stored order to the broker and store the answer."""
+        order, _ = self.submit(order_id, reference_price=reference_price)
+        return order
+
+    def submit(
+        self, order_id: UUID, *, reference_price: Decimal | None = None
+    ) -> tuple[Order, BrokerAnswer]:
+        """Route a stored order to the broker; store and return the broker's answer."""
         order: Order = self.repository.get(order_id)
         answer = self.router.route(order, reference_price)
-        apply_answer(order, answer)
-        self.save(order)
+        for attempt in range(SAVE_ATTEMPTS):
+            apply_answer(order, answer)
+            try:
+                self.save(order)
+                return order, answer
+            except IntegrityError:
+                # A sync recorded the same answer first (it looks orders up by client order
+                # id): apply ours to what is stored; what it already holds is ignored.
+                if attempt == SAVE_ATTEMPTS - 1:
+                    raise
+                order = self.repository.get(order_id)
+        raise AssertionError("unreachable")
+
+    # -- broker sync -----------------------------------------------------------------
+
+    def sync(self, *, lookback: timedelta = DEFAULT_SYNC_LOOKBACK) -> SyncReport:
+        """Pull the broker's account, positions, open orders, fills and corporate actions,
+        and append one `BrokerSynced` with the order and fill events, in one save.
+
+        Every read happens before anything is written; a failed or incomplete read raises
+        `BrokerReadError` and stores nothing. Running it again records nothing twice.
+        `lookback` bounds how far back the very first sync reads fills.
+        """
+        previous = self.latest_sync()
+        cursor = None if previous is None else SyncCursor.from_request(previous.request)
+        return self._sync(cursor, lookback=lookback, snapshot=True)
+
+    def poll(
+        self, cursor: SyncCursor | None = None, *, lookback: timedelta = DEFAULT_SYNC_LOOKBACK
+    ) -> SyncReport:
+        """Keep orders and fills current without a new snapshot: what `commands run` does
+        between syncs. Continues from `cursor` (a previous report's) or the last sync."""
+        if cursor is None:
+            previous = self.latest_sync()
+            cursor = None if previous is None else SyncCursor.from_request(previous.request)
+        return self._sync(cursor, lookback=lookback, snapshot=False)
+
+    def keep_current(
+        self,
+        stop: threading.Event,
+        *,
+        interval: float = 5.0,
+        resync_interval: float = 900.0,
+        lookback: timedelta = DEFAULT_SYNC_LOOKBACK,
+        on_report: Callable[[SyncReport], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> SyncReport:
+        """The service loop: sync now, then poll every `interval` seconds (and take a full
+        snapshot every `resync_interval`) until `stop` is set. A failed start-up sync
+        raises; a failed poll is reported to `on_error` and tried again next time."""
+        report = self.sync(lookback=lookback)
+        if on_report is not None:
+            on_report(report)
+        cursor = report.cursor
+        last_snapshot = time.monotonic()
+        while not stop.wait(interval):
+            try:
+                if time.monotonic() - last_snapshot >= resync_interval:
+                    report = self.sync(lookback=lookback)
+                    last_snapshot = time.monotonic()
+                else:
+                    report = self.poll(cursor, lookback=lookback)
+            except (BrokerReadError, IntegrityError) as error:
+                log.warning("broker poll failed: %s", error)
+                if on_error is not None:
+                    on_error(error)
+                continue
+            cursor = report.cursor
+            if on_report is not None:
+                on_report(report)
+        return report
+
+    def latest_sync(self) -> BrokerSnapshot | None:
+        """The newest broker snapshot, found from the end of the log (syncs are frequent)."""
+        last = self.recorder.max_notification_id() or 0
+        window = 256
+        stop = last
+        while stop >= 1:
+            start = max(1, stop - window + 1)
+            found = self.recorder.select_notifications(
+                start=start, limit=window, stop=stop, topics=[_SYNCED_TOPIC]
+            )
+            if found:
+                event = self.mapper.to_domain_event(found[-1])
+                snapshot: BrokerSnapshot = self.repository.get(event.originator_id)
+                return snapshot
+            stop = start - 1
+            window *= 2
+        return None
+
+    def load_order(self, order_id: UUID) -> Order | None:
+        try:
+            order: Order = self.repository.get(order_id)
+        except AggregateNotFoundError:
+            return None
         return order
+
+    def has_aggregate(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self.repository
+
+    def _reader(self) -> BrokerReader:
+        reader = self.router.reader
+        if reader is None:
+            raise InvalidInput(
+                f"the {self.router.broker} broker keeps no account to sync: "
+                "set BROKER_PROVIDER=alpaca"
+            )
+        return reader
+
+    def _sync(
+        self, cursor: SyncCursor | None, *, lookback: timedelta, snapshot: bool
+    ) -> SyncReport:
+        reader = self._reader()
+        broker = reader.name
+        through = self.last_notification_id()
+        watched_ids = self._watched_order_ids(cursor, through)
+        watched = [o for o in map(self.load_order, watched_ids) if o is not None]
+        watched = [o for o in watched if needs_watching(o, broker)]
+        fills_after, activities_after = self._starting_points(cursor, watched, lookback)
+        reads = read_broker(
+            reader,
+            watched=[WatchedOrder(o.id, o.client_order_id, o.broker_order_id) for o in watched],
+            fills_after=fills_after,
+            activities_after=activities_after,
+            with_account=snapshot,
+        )
+        for attempt in range(SAVE_ATTEMPTS):
+            # Fresh aggregates on every attempt: a failed save leaves its events nowhere.
+            fresh = [o for o in map(self.load_order, (o.id for o in watched)) if o is not None]
+            outcome = SyncMapper(self, broker=broker, watched=fresh).map(reads)
+            next_cursor = SyncCursor(
+                fills_after=outcome.fills_after or fills_after,
+                activities_after=outcome.activities_after or activities_after,
+                unresolved=tuple(outcome.unresolved),
+                through=through,
+            )
+            open_orders = [
+                open_order_record(o, outcome.ledger_orders.get(o.broker_order_id))
+                for o in reads.open_orders
+            ]
+            positions = [position_record(p) for p in reads.positions or []]
+            aggregates: list[Any] = list(outcome.aggregates)
+            synced: BrokerSnapshot | None = None
+            if snapshot:
+                assert reads.account is not None
+                synced = BrokerSnapshot(
+                    broker=broker,
+                    paper=reader.paper,
+                    account_id=reads.account.account_id,
+                    cash=reads.account.cash,
+                    equity=reads.account.equity,
+                    buying_power=reads.account.buying_power,
+                    positions=positions,
+                    open_orders=open_orders,
+                    broker_time=reads.broker_time,
+                    request={
+                        "fills_after": fills_after,
+                        "activities_after": activities_after,
+                        "watched_orders": len(watched),
+                        **next_cursor.as_request(),
+                    },
+                )
+                aggregates.insert(0, synced)
+            try:
+                if aggregates:
+                    self.save(*aggregates)
+            except IntegrityError:
+                if attempt == SAVE_ATTEMPTS - 1:
+                    raise
+                log.info("another writer recorded part of this sync first; mapping again")
+                continue
+            return SyncReport(
+                broker=broker,
+                paper=reader.paper,
+                broker_time=reads.broker_time,
+                cursor=next_cursor,
+                sync_id=None if synced is None else synced.id,
+                account=reads.account,
+                positions=positions,
+                open_orders=open_orders,
+                new_fills=outcome.new_fills,
+                new_orders=outcome.new_orders,
+                updated_orders=outcome.updated_orders,
+                reversals=outcome.reversals,
+                corporate_actions=len(outcome.actions),
+                lookups=reads.lookups,
+                warnings=outcome.warnings,
+            )
+        raise AssertionError("unreachable")
+
+    def _watched_order_ids(self, cursor: SyncCursor | None, through: int) -> list[UUID]:
+        """The orders still unsettled at the last sync, plus every order requested since."""
+        ids = dict.fromkeys(cursor.unresolved if cursor else ())
+        start = cursor.through if cursor else 0
+        for notification in self._notifications(start, through, _REQUESTED_TOPIC):
+            ids[self.mapper.to_domain_event(notification).originator_id] = None
+        return list(ids)
+
+    def _notifications(self, after: int, through: int, topic: str) -> Iterator[Notification]:
+        position = after
+        while position < through:
+            page = self.recorder.select_notifications(
+                start=position,
+                limit=500,
+                stop=through,
+                topics=[topic],
+                inclusive_of_start=False,
+            )
+            if not page:
+                return
+            yield from page
+            position = page[-1].id
+
+    @staticmethod
+    def _starting_points(
+        cursor: SyncCursor | None, watched: Sequence[Order], lookback: timedelta
+    ) -> tuple[datetime, datetime]:
+        if cursor is not None:
+            return cursor.fills_after, cursor.activities_after
+        start = datetime.now(UTC) - lookback
+        # The first sync: an unsettled order older than the lookback needs all its fills.
+        oldest = min((o.created_on for o in watched), default=start + OVERLAP)
+        return min(start, oldest - OVERLAP), start
 
     # -- reading ---------------------------------------------------------------------
 

@@ -75,9 +75,7 @@ class Settings(BaseSettings):
             return None
         text = str(value).strip().rstrip("/")
         if not text.startswith(("http://", "https://")):
-            raise ValueError(
-                f"ALPACA_BASE_URL must start with http:// or https:// (got {value!r})"
-            )
+            raise ValueError(f"ALPACA_BASE_URL must start with http:// or https:// (got {value!r})")
         # alpaca-py appends the API version itself.
         return text.removesuffix("/v2")
 

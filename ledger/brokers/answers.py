@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from ledger.brokers.port import BrokerAnswer
+from datetime import datetime
+from decimal import Decimal
+
+from ledger.brokers.port import BrokerAnswer, Execution
 from ledger.domain.order import Order
 
 _ACCEPTED = frozenset(
     {"new", "accepted", "pending_new", "accepted_for_bidding", "held", "calculated", "done_for_day"}
 )
 _FILLED = frozenset({"filled", "partially_filled"})
+
+
+def execution_order(execution: Execution) -> tuple[datetime, Decimal, str]:
+    """Time, then cumulative qty: partial fills in the same millisecond keep their order."""
+    return (execution.filled_at, execution.cum_qty or Decimal(0), execution.execution_id)
 
 
 def apply_answer(order: Order, answer: BrokerAnswer) -> None:
@@ -30,9 +38,10 @@ def apply_answer(order: Order, answer: BrokerAnswer) -> None:
     if status == "rejected":
         order.mark_rejected(reason=answer.rejection_reason or "rejected by the broker")
         return
-    if order.status == "submitted" and (status in _ACCEPTED or status in _FILLED or answer.executions):
+    known = status in _ACCEPTED or status in _FILLED
+    if order.status == "submitted" and (known or answer.executions):
         order.mark_accepted(broker_status=status)
-    for execution in sorted(answer.executions, key=lambda e: (e.filled_at, e.execution_id)):
+    for execution in sorted(answer.executions, key=execution_order):
         order.record_fill(
             execution_id=execution.execution_id,
             qty=execution.qty,

@@ -8,10 +8,21 @@ settled by looking the order up, never by sending it again.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from decimal import Decimal
 
-from ledger.brokers.port import BrokerAdapter, BrokerAnswer, OrderTicket
+from ledger.brokers.port import (
+    BrokerAdapter,
+    BrokerAnswer,
+    BrokerError,
+    BrokerReader,
+    BrokerReadError,
+    OrderTicket,
+)
 from ledger.domain.order import Order
+
+log = logging.getLogger(__name__)
 
 DUPLICATE_CLIENT_ORDER_ID = "40010001"
 
@@ -39,6 +50,16 @@ class BrokerRouter:
     def broker(self) -> str:
         return self.adapter.name
 
+    @property
+    def paper(self) -> bool:
+        """False only for a live account: real money (DESIGN.md invariant 6)."""
+        return bool(getattr(self.adapter, "paper", True))
+
+    @property
+    def reader(self) -> BrokerReader | None:
+        """The broker's account reads, for sync; None for a broker without an account."""
+        return self.adapter if isinstance(self.adapter, BrokerReader) else None
+
     def route(self, order: Order, reference_price: Decimal | None = None) -> BrokerAnswer:
         """Send a stored, not yet submitted order to the broker and return its answer."""
         if order.version < 1 or order.status not in ("requested", "submission_failed"):
@@ -46,14 +67,22 @@ class BrokerRouter:
         if order.status == "submission_failed":
             # An earlier attempt may have reached the broker although its answer did not
             # reach us: ask first, so a retry can never create a second order.
-            found = self.adapter.find_order(order.client_order_id)
+            try:
+                found = self.adapter.find_order(order.client_order_id)
+            except BrokerReadError as error:
+                return self._unconfirmed(error)
             if found is not None:
                 return found
         answer = self.adapter.place_order(ticket_for(order, reference_price))
         if answer.error is not None and (
             answer.error.outcome_unknown or answer.error.code == DUPLICATE_CLIENT_ORDER_ID
         ):
-            found = self.adapter.find_order(order.client_order_id)
+            try:
+                found = self.adapter.find_order(order.client_order_id)
+            except BrokerReadError as error:
+                log.warning("looking up %s failed: %s", order.client_order_id, error)
+                # Keep the first answer, marked unknown: the next sync or retry asks again.
+                return replace(answer, error=replace(answer.error, outcome_unknown=True))
             if found is not None:
                 return found
         return answer
@@ -61,3 +90,18 @@ class BrokerRouter:
     def settle(self, order: Order) -> BrokerAnswer | None:
         """Where an order left unresolved by a crash stands at the broker, without submitting."""
         return self.adapter.find_order(order.client_order_id)
+
+    def _unconfirmed(self, error: BrokerReadError) -> BrokerAnswer:
+        return BrokerAnswer(
+            broker=self.broker,
+            error=BrokerError(
+                code="lookup_failed",
+                message=(
+                    "could not ask the broker whether an earlier attempt went through, "
+                    f"so nothing was sent: {error}"
+                ),
+                retryable=True,
+                http_status=error.http_status,
+                outcome_unknown=True,
+            ),
+        )

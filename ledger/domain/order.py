@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -23,6 +23,13 @@ TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 # whose submission failed has no executions; a canceled or expired one may have had
 # executions before it ended, reported late by the broker.
 FILLABLE_STATUSES = frozenset({"submitted", "accepted", "partially_filled", "canceled", "expired"})
+
+
+class OrderTerms(Protocol):
+    """What an order asks for, as event fields: an `OrderIntent`, or the terms of an order
+    found at the broker, which may be of a kind this ledger never places (a stop order)."""
+
+    def as_event_fields(self) -> dict[str, Any]: ...
 
 
 class OrderStateError(InvalidInput):
@@ -88,7 +95,7 @@ class Order(Aggregate):
         broker: str,
         broker_order_id: str,
         client_order_id: str,
-        intent: OrderIntent,
+        intent: OrderTerms,
     ) -> Order:
         """An order found at the broker that this ledger did not originate."""
         order = cls(
@@ -107,7 +114,7 @@ class Order(Aggregate):
     def __init__(
         self,
         *,
-        id: UUID,  # noqa: A002 - eventsourcing takes the aggregate id from this name
+        id: UUID,
         purpose: str,
         decision_id: UUID | None,
         reconciliation_id: UUID | None,
@@ -162,7 +169,9 @@ class Order(Aggregate):
 
     # -- commands: check the rule, then record the fact ---------------------------
 
-    def mark_submitted(self, *, broker: str, broker_order_id: str, via_lookup: bool = False) -> None:
+    def mark_submitted(
+        self, *, broker: str, broker_order_id: str, via_lookup: bool = False
+    ) -> None:
         if self.broker_order_id is not None:
             if self.broker_order_id == broker_order_id:
                 return

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from commands.cli import cli
 
-COMMANDS = ["trade", "events"]
+COMMANDS = ["trade", "events", "sync", "run"]
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

@@ -1,0 +1,693 @@
+"""The Alpaca broker, on alpaca-py's `TradingClient`.
+
+alpaca-py 0.44 is used for every call, with four of its habits worked around here:
+it sets no HTTP timeout (a hung broker would hang us), it retries 429/504 itself
+(POSTs too, so a POST that worked can come back as "duplicate client order id"),
+`APIError.code` raises on a non-JSON body (nginx's HTML 502), and its models refuse
+enum values Alpaca adds later. So the client runs with `raw_data=True` on a session
+that always has a timeout and reads JSON numbers as `Decimal`, and every reply is
+parsed by the tolerant models below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, TypeVar
+
+import requests
+from alpaca.common.enums import Sort
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from urllib3.exceptions import NewConnectionError
+
+from ledger.brokers.port import (
+    BrokerAccount,
+    BrokerActivity,
+    BrokerAnswer,
+    BrokerError,
+    BrokerFill,
+    BrokerOrder,
+    BrokerPosition,
+    BrokerReadError,
+    OrderTicket,
+)
+from ledger.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Alpaca's error codes the ledger acts on.
+INSUFFICIENT_BUYING_POWER = "40310000"
+DUPLICATE_OR_INVALID = "40010001"
+NOT_TRADABLE = "42210000"
+RATE_LIMITED = "42910000"
+
+ACTIVITY_PAGE_SIZE = 100  # Alpaca's maximum
+ORDER_PAGE_SIZE = 500  # Alpaca's maximum
+# Non-trade activities that change what or how much is held (DESIGN.md invariant 10).
+POSITION_ACTIVITY_TYPES = ("SPLIT", "NC", "MA", "REORG", "SPIN")
+
+
+# -- Alpaca's JSON, read tolerantly --------------------------------------------------------
+# Unknown fields are ignored and enum-like fields are plain strings, so a status Alpaca
+# adds next year is recorded, not refused. Amounts are Decimal: the session parses JSON
+# numbers as Decimal and Alpaca sends strings, so nothing passes through a float.
+
+
+def _exact(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool | float):
+        raise ValueError(f"expected a decimal string, got {value!r}")
+    return Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _day(value: Any) -> Any:
+    # Real non-trade activities carry a plain date where the spec says date-time.
+    if isinstance(value, str) and len(value) > 10:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+    return value
+
+
+Exact = Annotated[Decimal, BeforeValidator(_exact)]
+MaybeExact = Annotated[Decimal | None, BeforeValidator(_exact)]
+Lower = Annotated[str, BeforeValidator(_lower)]
+MaybeLower = Annotated[str | None, BeforeValidator(_lower)]
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AlpacaAccount(_Reply):
+    id: str
+    status: str = ""
+    currency: str = "USD"
+    cash: Exact
+    equity: Exact
+    buying_power: Exact
+
+    def to_port(self) -> BrokerAccount:
+        return BrokerAccount(
+            account_id=self.id,
+            status=self.status,
+            currency=self.currency,
+            cash=self.cash,
+            equity=self.equity,
+            buying_power=self.buying_power,
+        )
+
+
+class AlpacaClock(_Reply):
+    timestamp: datetime
+
+
+class AlpacaPosition(_Reply):
+    symbol: str
+    qty: Exact
+    avg_entry_price: Exact
+    side: Lower = "long"
+    asset_class: Lower = "us_equity"
+    market_value: MaybeExact = None
+    cost_basis: MaybeExact = None
+
+    def to_port(self) -> BrokerPosition:
+        return BrokerPosition(
+            symbol=self.symbol,
+            qty=self.qty,
+            avg_entry_price=self.avg_entry_price,
+            side=self.side,
+            asset_class=self.asset_class,
+            market_value=self.market_value,
+            cost_basis=self.cost_basis,
+        )
+
+
+class AlpacaOrder(_Reply):
+    id: str
+    client_order_id: str
+    status: Lower
+    symbol: str = ""
+    side: MaybeLower = None
+    type: MaybeLower = None
+    order_type: MaybeLower = None
+    time_in_force: Lower = "day"
+    qty: MaybeExact = None
+    notional: MaybeExact = None
+    limit_price: MaybeExact = None
+    extended_hours: bool | None = False
+    filled_qty: MaybeExact = None
+    filled_avg_price: MaybeExact = None
+    created_at: datetime
+    updated_at: datetime | None = None
+
+    def to_port(self) -> BrokerOrder:
+        return BrokerOrder(
+            broker_order_id=self.id,
+            client_order_id=self.client_order_id,
+            symbol=self.symbol,
+            side=self.side or "",
+            order_type=self.type or self.order_type or "",
+            time_in_force=self.time_in_force,
+            status=self.status,
+            qty=self.qty,
+            notional=self.notional,
+            limit_price=self.limit_price,
+            extended_hours=bool(self.extended_hours),
+            filled_qty=self.filled_qty or Decimal(0),
+            filled_avg_price=self.filled_avg_price,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+class AlpacaFill(_Reply):
+    id: str
+    order_id: str
+    symbol: str
+    side: Lower
+    qty: Exact
+    price: Exact
+    cum_qty: Exact
+    leaves_qty: MaybeExact = None
+    transaction_time: datetime
+    order_status: Lower = ""
+    status: MaybeLower = None
+
+    def to_port(self) -> BrokerFill:
+        return BrokerFill(
+            activity_id=self.id,
+            broker_order_id=self.order_id,
+            symbol=self.symbol,
+            # "sell_short" is a sell that opens or grows a short: the order's side is sell.
+            side="sell" if self.side.startswith("sell") else self.side,
+            qty=self.qty,
+            price=self.price,
+            cum_qty=self.cum_qty,
+            leaves_qty=self.leaves_qty,
+            transaction_time=self.transaction_time,
+            order_status=self.order_status,
+            status=self.status,
+        )
+
+
+class AlpacaActivity(_Reply):
+    id: str
+    activity_type: str
+    activity_sub_type: str | None = None
+    symbol: str | None = None
+    qty: MaybeExact = None
+    price: MaybeExact = None
+    net_amount: MaybeExact = None
+    on: Annotated[date | None, BeforeValidator(_day), Field(alias="date")] = None
+    description: str = ""
+    group_id: str | None = None
+    status: MaybeLower = None
+    created_at: datetime | None = None
+
+    def to_port(self) -> BrokerActivity:
+        return BrokerActivity(
+            activity_id=self.id,
+            activity_type=self.activity_type.upper(),
+            sub_type=self.activity_sub_type,
+            symbol=self.symbol,
+            qty=self.qty,
+            price=self.price,
+            net_amount=self.net_amount,
+            on=self.on,
+            description=self.description or "",
+            group_id=self.group_id,
+            status=self.status,
+            created_at=self.created_at,
+        )
+
+
+class BrokerSession(requests.Session):
+    """A requests session that never waits forever and never turns a price into a float."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        # alpaca-py passes no timeout at all: without one a hung broker hangs the caller.
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        response = super().request(method, url, **kwargs)
+        plain_json = response.json
+
+        def exact_json(**options: Any) -> Any:
+            # alpaca-py calls response.json(); a JSON number must become a Decimal, as written.
+            options.setdefault("parse_float", Decimal)
+            return plain_json(**options)
+
+        response.json = exact_json  # type: ignore[method-assign]
+        return response
+
+
+def _decimal_text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+class _ExactOrderFields:
+    """Sends qty, notional and limit price as the exact decimal strings the spec asks for.
+
+    alpaca-py's request models hold them as floats; these subclasses hold Decimals and
+    turn them into strings on the way out, keeping the SDK's own checks and its POST.
+    """
+
+    def to_request_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = super().to_request_fields()  # type: ignore[misc]
+        return {k: _decimal_text(v) if isinstance(v, Decimal) else v for k, v in fields.items()}
+
+
+class ExactMarketOrderRequest(_ExactOrderFields, MarketOrderRequest):
+    qty: Decimal | None = None  # type: ignore[assignment]
+    notional: Decimal | None = None  # type: ignore[assignment]
+
+
+class ExactLimitOrderRequest(_ExactOrderFields, LimitOrderRequest):
+    qty: Decimal | None = None  # type: ignore[assignment]
+    notional: Decimal | None = None  # type: ignore[assignment]
+    limit_price: Decimal | None = None  # type: ignore[assignment]
+
+
+class AlpacaBroker:
+    name = "alpaca"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        secret_key: str,
+        paper: bool = True,
+        base_url: str | None = None,
+        timeout_seconds: Decimal = Decimal(10),
+        retry_attempts: int = 3,
+        retry_wait_seconds: Decimal = Decimal(3),
+    ) -> None:
+        self.paper = paper
+        self.timeout = float(timeout_seconds)
+        self._secrets = (api_key, secret_key)
+        self.client = TradingClient(
+            api_key,
+            secret_key,
+            paper=paper,
+            url_override=base_url,
+            raw_data=True,
+        )
+        self.client._session = BrokerSession(self.timeout)
+        # TradingClient takes no retry settings and its base class ignores 0: set them here.
+        self.client._retry = retry_attempts
+        self.client._retry_wait = float(retry_wait_seconds)
+        self.base_url = str(self.client._base_url)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlpacaBroker:
+        api_key, secret_key = settings.require_alpaca_keys()
+        return cls(
+            api_key=api_key,
+            secret_key=secret_key,
+            paper=settings.alpaca_paper_mode,
+            base_url=settings.alpaca_base_url,
+            timeout_seconds=settings.broker_timeout_seconds,
+            retry_attempts=settings.alpaca_retry_attempts,
+            retry_wait_seconds=settings.alpaca_retry_wait_seconds,
+        )
+
+    def close(self) -> None:
+        self.client._session.close()
+
+    # -- orders ----------------------------------------------------------------------
+
+    def place_order(self, ticket: OrderTicket) -> BrokerAnswer:
+        """Submit once. Never raises: every failure comes back as `BrokerAnswer.error`."""
+        try:
+            request = self._order_request(ticket)
+        except (ValidationError, ValueError) as error:
+            return BrokerAnswer(
+                broker=self.name,
+                error=BrokerError(
+                    code="invalid_order",
+                    message=self._scrub(f"alpaca-py refused the order: {_first_line(error)}"),
+                    retryable=False,
+                ),
+            )
+        try:
+            raw = self.client.submit_order(request)
+            order = AlpacaOrder.model_validate(raw).to_port()
+        except Exception as error:  # every failure must become an answer
+            return BrokerAnswer(broker=self.name, error=self.classify(error, posted=True))
+        return self._answer(order)
+
+    def find_order(self, client_order_id: str) -> BrokerAnswer | None:
+        order = self.get_order_by_client_id(client_order_id)
+        return None if order is None else self._answer(order)
+
+    def _order_request(self, ticket: OrderTicket) -> MarketOrderRequest | LimitOrderRequest:
+        common: dict[str, Any] = {
+            "symbol": ticket.symbol,
+            "side": ticket.side,
+            "time_in_force": ticket.time_in_force,
+            "client_order_id": ticket.client_order_id,
+        }
+        if ticket.qty is not None:
+            common["qty"] = ticket.qty
+        else:
+            common["notional"] = ticket.notional
+        if ticket.extended_hours:
+            common["extended_hours"] = True
+        if ticket.order_type == "limit":
+            return ExactLimitOrderRequest(limit_price=ticket.limit_price, **common)
+        if ticket.order_type == "market":
+            return ExactMarketOrderRequest(**common)
+        raise ValueError(f"order type {ticket.order_type!r} is not supported")
+
+    def _answer(self, order: BrokerOrder) -> BrokerAnswer:
+        status = order.status
+        return BrokerAnswer(
+            broker=self.name,
+            broker_order_id=order.broker_order_id,
+            status=status,
+            rejection_reason="rejected by Alpaca" if status == "rejected" else None,
+            filled_qty=order.filled_qty,
+            filled_avg_price=order.filled_avg_price,
+        )
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get_account(self) -> BrokerAccount:
+        account = self._read("GET /v2/account", self.client.get_account, AlpacaAccount)
+        return account.to_port()
+
+    def get_clock(self) -> datetime:
+        clock = self._read("GET /v2/clock", self.client.get_clock, AlpacaClock)
+        return clock.timestamp
+
+    def list_positions(self) -> list[BrokerPosition]:
+        raw = self._read("GET /v2/positions", self.client.get_all_positions)
+        return [p.to_port() for p in self._parse_list("GET /v2/positions", raw, AlpacaPosition)]
+
+    def list_open_orders(self) -> list[BrokerOrder]:
+        """Every open order, paged by submission time: Alpaca answers at most 500 at once."""
+        found: dict[str, BrokerOrder] = {}
+        after: datetime | None = None
+        while True:
+            query = GetOrdersRequest(
+                status=QueryOrderStatus.OPEN,
+                limit=ORDER_PAGE_SIZE,
+                direction=Sort.ASC,
+                nested=False,
+                after=after,
+            )
+            raw = self._read("GET /v2/orders", lambda q=query: self.client.get_orders(q))
+            page = self._parse_list("GET /v2/orders", raw, AlpacaOrder)
+            new = [o for o in page if o.id not in found]
+            for order in new:
+                found[order.id] = order.to_port()
+            if len(page) < ORDER_PAGE_SIZE:
+                return list(found.values())
+            if not new:
+                raise BrokerReadError(
+                    "Alpaca's open orders could not be read completely (paging made no progress)"
+                )
+            # `after` is exclusive: step back a tick so orders sharing a timestamp are kept.
+            after = page[-1].created_at - timedelta(microseconds=1)
+
+    def get_order(self, broker_order_id: str) -> BrokerOrder | None:
+        return self._read_optional(
+            f"GET /v2/orders/{broker_order_id}",
+            lambda: self.client.get_order_by_id(broker_order_id),
+        )
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        return self._read_optional(
+            "GET /v2/orders:by_client_order_id",
+            lambda: self.client.get_order_by_client_id(client_order_id),
+        )
+
+    def list_fills(self, after: datetime) -> list[BrokerFill]:
+        raw = self._activities("/account/activities/FILL", {"after": after.isoformat()})
+        return [f.to_port() for f in self._parse_list("account activities", raw, AlpacaFill)]
+
+    def list_position_activities(self, after: datetime) -> list[BrokerActivity]:
+        query = {"activity_types": ",".join(POSITION_ACTIVITY_TYPES), "after": after.isoformat()}
+        raw = self._activities("/account/activities", query)
+        return [a.to_port() for a in self._parse_list("account activities", raw, AlpacaActivity)]
+
+    def _activities(self, path: str, params: dict[str, str]) -> list[Any]:
+        """All pages, oldest first. alpaca-py has no activities method: use its own GET."""
+        items: list[Any] = []
+        token: str | None = None
+        seen: set[str] = set()
+        what = f"GET /v2{path}"
+        while True:
+            query: dict[str, Any] = {
+                **params,
+                "direction": "asc",
+                "page_size": ACTIVITY_PAGE_SIZE,
+            }
+            if token is not None:
+                query["page_token"] = token
+            page = self._read(what, lambda q=query: self.client.get(path, q))
+            if not isinstance(page, list):
+                raise BrokerReadError(f"Alpaca's reply to {what} is not a list of activities")
+            items.extend(page)
+            if len(page) < ACTIVITY_PAGE_SIZE:
+                return items
+            last = page[-1]
+            token = last.get("id") if isinstance(last, dict) else None
+            if not token or token in seen:
+                raise BrokerReadError(
+                    f"Alpaca's account activities could not be read completely ({what} paging)"
+                )
+            seen.add(token)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _read(self, what: str, call: Callable[[], Any], model: type[T] | None = None) -> Any:
+        try:
+            raw = call()
+        except Exception as error:  # any failure makes the read unusable
+            raise self._read_error(what, error) from None
+        if model is None:
+            return raw
+        return self._parse(what, raw, model)
+
+    def _read_optional(self, what: str, call: Callable[[], Any]) -> BrokerOrder | None:
+        try:
+            raw = call()
+        except APIError as error:
+            if _status(error) == 404:
+                return None
+            raise self._read_error(what, error) from None
+        except Exception as error:
+            raise self._read_error(what, error) from None
+        return self._parse(what, raw, AlpacaOrder).to_port()
+
+    def _parse(self, what: str, raw: Any, model: type[T]) -> T:
+        try:
+            return model.model_validate(raw)  # type: ignore[attr-defined,no-any-return]
+        except ValidationError as error:
+            raise BrokerReadError(
+                f"Alpaca's reply to {what} could not be read: {_validation_line(error)}"
+            ) from None
+
+    def _parse_list(self, what: str, raw: Any, model: type[T]) -> list[T]:
+        if not isinstance(raw, list):
+            raise BrokerReadError(f"Alpaca's reply to {what} is not a list")
+        return [self._parse(what, item, model) for item in raw]
+
+    def _read_error(self, what: str, error: BaseException) -> BrokerReadError:
+        mapped = self.classify(error, posted=False)
+        auth = mapped.code in ("unauthorized", "forbidden")
+        return BrokerReadError(
+            self._scrub(f"{what}: {mapped.message}"), auth=auth, http_status=mapped.http_status
+        )
+
+    def classify(self, error: BaseException, *, posted: bool) -> BrokerError:
+        """One Alpaca failure in the ledger's terms: what, whether retrying may help, and
+        whether an order may exist although we were not told (only after a POST)."""
+        mapped = _classify(error, self.base_url, self.timeout, posted=posted)
+        return BrokerError(
+            code=mapped.code,
+            message=self._scrub(mapped.message),
+            retryable=mapped.retryable,
+            http_status=mapped.http_status,
+            outcome_unknown=mapped.outcome_unknown,
+        )
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            # A very short "secret" would blank out ordinary words; real keys are 20+ chars.
+            if len(secret) >= 8:
+                text = text.replace(secret, "***")
+        return text
+
+
+# -- error mapping ---------------------------------------------------------------------
+
+
+def _status(error: APIError) -> int | None:
+    try:
+        return error.status_code
+    except Exception:  # a malformed error must not hide the real one
+        return None
+
+
+def _error_body(error: APIError) -> tuple[str | None, str | None]:
+    """Alpaca's code and message, read defensively: `APIError.code` raises on HTML."""
+    text = str(error)
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    code = body.get("code")
+    message = body.get("message")
+    return (None if code is None else str(code)), (None if message is None else str(message))
+
+
+def _classify(error: BaseException, base_url: str, timeout: float, *, posted: bool) -> BrokerError:
+    if isinstance(error, APIError):
+        return _classify_api_error(error, posted=posted)
+    if isinstance(error, requests.exceptions.JSONDecodeError):
+        return BrokerError(
+            code="malformed_reply",
+            message="Alpaca's reply is not valid JSON",
+            retryable=True,
+            outcome_unknown=posted,
+        )
+    if isinstance(error, ValidationError):
+        return BrokerError(
+            code="malformed_reply",
+            message=f"Alpaca's reply could not be read: {_validation_line(error)}",
+            retryable=True,
+            outcome_unknown=posted,
+        )
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        # The connection was never made, so no order can exist.
+        return BrokerError(
+            code="timeout",
+            message=f"could not connect to Alpaca at {base_url} within {timeout:g} s",
+            retryable=True,
+        )
+    if isinstance(error, requests.exceptions.Timeout):
+        return BrokerError(
+            code="timeout",
+            message=f"no answer from Alpaca at {base_url} within {timeout:g} s",
+            retryable=True,
+            outcome_unknown=posted,
+        )
+    if isinstance(error, requests.exceptions.ConnectionError):
+        if _never_connected(error):
+            return BrokerError(
+                code="unreachable",
+                message=f"cannot reach Alpaca at {base_url} (connection refused or no route)",
+                retryable=True,
+            )
+        return BrokerError(
+            code="connection_lost",
+            message=f"the connection to Alpaca at {base_url} was lost before an answer came",
+            retryable=True,
+            outcome_unknown=posted,
+        )
+    if isinstance(error, requests.exceptions.RequestException):
+        return BrokerError(
+            code="transport_error",
+            message=f"talking to Alpaca at {base_url} failed: {type(error).__name__}",
+            retryable=True,
+            outcome_unknown=posted,
+        )
+    log.exception("unexpected error talking to Alpaca")
+    return BrokerError(
+        code="unexpected_error",
+        message=f"unexpected {type(error).__name__} while talking to Alpaca",
+        retryable=True,
+        outcome_unknown=posted,
+    )
+
+
+def _never_connected(error: requests.exceptions.ConnectionError) -> bool:
+    reason: Any = error.args[0] if error.args else None
+    reason = getattr(reason, "reason", reason)
+    return isinstance(reason, NewConnectionError)
+
+
+def _classify_api_error(error: APIError, *, posted: bool) -> BrokerError:
+    status = _status(error)
+    code, message = _error_body(error)
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    if message is None:
+        reason = getattr(response, "reason", "") or ""
+        message = f"HTTP {status} {reason}".strip() + " with a body that is not Alpaca's JSON"
+    elif code is not None:
+        message = f"{message} (HTTP {status}, code {code})"
+    else:
+        message = f"{message} (HTTP {status})"
+
+    if status == 401 or (status == 403 and code != INSUFFICIENT_BUYING_POWER and code is None):
+        return BrokerError(
+            code="unauthorized" if status == 401 else "forbidden",
+            message=f"Alpaca refused the API keys: {message}",
+            retryable=False,
+            http_status=status,
+        )
+    if status == 429:
+        retry_after = headers.get("Retry-After")
+        hint = f"; retry after {retry_after} s" if retry_after else ""
+        return BrokerError(
+            code=code or RATE_LIMITED,
+            message=f"Alpaca's rate limit was reached{hint}: {message}",
+            retryable=True,
+            http_status=status,
+        )
+    if status is not None and status >= 500:
+        retry_after = headers.get("Retry-After")
+        hint = f"; retry after {retry_after} s" if retry_after else ""
+        return BrokerError(
+            code=code or f"http_{status}",
+            message=f"Alpaca failed on its side{hint}: {message}",
+            retryable=True,
+            http_status=status,
+            # A gateway error after a POST does not say whether the order was created.
+            outcome_unknown=posted,
+        )
+    if code == DUPLICATE_OR_INVALID and "client_order_id" in message:
+        return BrokerError(
+            code=DUPLICATE_OR_INVALID,
+            message=f"Alpaca already has an order with this client order id: {message}",
+            retryable=False,
+            http_status=status,
+        )
+    return BrokerError(
+        code=code or f"http_{status}",
+        message=message,
+        retryable=False,
+        http_status=status,
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _validation_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "reply"
+    return f"{where}: {first.get('msg')}"
