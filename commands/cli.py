@@ -10,6 +10,8 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from commands.errors import EXIT_USAGE, CommandError
 from commands.events import events
+from commands.positions import positions
+from commands.rebuild import rebuild
 from commands.run import run
 from commands.session import Session
 from commands.sync import sync
@@ -64,6 +66,8 @@ cli.add_command(trade)
 cli.add_command(events)
 cli.add_command(run)
 cli.add_command(sync)
+cli.add_command(positions)
+cli.add_command(rebuild)
 
 
 def main() -> None:

@@ -1,0 +1,202 @@
+"""`commands positions`: the local book, the broker book, or their difference, now or as of then."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from rich.table import Table
+
+from commands.errors import EXIT_USAGE, CommandError
+from commands.output import console, decimal_text, print_json
+from commands.session import Session
+from projections import books_at, catch_up
+from projections.folds import DiffRow
+from projections.state import BrokerAccountState
+from projections.views import PositionRow
+
+BOOKS = ("local", "broker", "diff")
+
+
+def parse_as_of(text: str, zone: ZoneInfo) -> datetime:
+    """An instant from ISO 8601. A date means the end of that trading day; a time without
+    an offset is in the ledger's time zone."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            next_day = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+            return next_day - timedelta(microseconds=1)
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(
+            f"--as-of {text!r} is not an ISO-8601 date or time: use for example 2026-01-05 "
+            "or 2026-01-05T16:00:00-05:00",
+            EXIT_USAGE,
+        ) from None
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=zone)
+
+
+@click.command()
+@click.option(
+    "--book",
+    type=click.Choice(BOOKS, case_sensitive=False),
+    default="local",
+    show_default=True,
+    help="local: what the ledger decided; broker: what the broker holds; diff: both, side by side.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="ISO-8601",
+    help="The books as the ledger knew them then (2026-01-05 means that day's close).",
+)
+@click.option(
+    "--closed",
+    is_flag=True,
+    help="Also list symbols with nothing open, for the P&L they realised.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def positions(session: Session, book: str, as_of: str | None, closed: bool, as_json: bool) -> None:
+    """Show positions per symbol: quantity, average price and realised P&L.
+
+    The views catch up with the newest events first. With --as-of they are not used at
+    all: the books are folded from the events recorded up to that instant.
+    """
+    book = book.lower()
+    # Check the input before opening anything: bad usage writes nothing.
+    instant = None if as_of is None else parse_as_of(as_of, session.settings.zone)
+    if book == "diff":
+        _show_diff(_diff(session, instant), instant or datetime.now(UTC), as_json)
+        return
+    rows, account = _book(session, book, instant, closed)
+    _show_book(book, rows, instant or datetime.now(UTC), as_json, account)
+
+
+def _book(
+    session: Session, book: str, instant: datetime | None, closed: bool
+) -> tuple[list[PositionRow], BrokerAccountState | None]:
+    if instant is not None:
+        past = books_at(session.ledger, instant, session.settings.zone)
+        if book == "broker":
+            return past.broker_book(include_flat=closed), past.broker_account
+        return past.local_book(include_flat=closed), None
+    views = catch_up(session.ledger, timezone=session.settings.timezone)
+    if book == "broker":
+        broker = views.broker_book(include_flat=closed)
+        return broker.positions, broker.account
+    return views.local_book(include_flat=closed), None
+
+
+def _diff(session: Session, instant: datetime | None) -> list[DiffRow]:
+    if instant is not None:
+        return books_at(session.ledger, instant, session.settings.zone).diff()
+    return catch_up(session.ledger, timezone=session.settings.timezone).diff()
+
+
+def _position_document(row: PositionRow) -> dict[str, Any]:
+    return {
+        "symbol": row.symbol,
+        "qty": row.qty,
+        "avg_price": row.avg_price,
+        "realised_pnl": row.realised_pnl,
+    }
+
+
+def _account_document(account: BrokerAccountState | None) -> dict[str, Any] | None:
+    if account is None:
+        return None
+    return {
+        "broker": account.broker,
+        "account_id": account.account_id,
+        "paper": account.paper,
+        "cash": account.cash,
+        "equity": account.equity,
+        "buying_power": account.buying_power,
+        "broker_time": account.broker_time,
+        "synced_at": account.synced_at,
+    }
+
+
+def _show_book(
+    book: str,
+    rows: list[PositionRow],
+    moment: datetime,
+    as_json: bool,
+    account: BrokerAccountState | None = None,
+) -> None:
+    if as_json:
+        document: dict[str, Any] = {
+            "book": book,
+            "as_of": moment,
+            "positions": [_position_document(row) for row in rows],
+        }
+        if book == "broker":
+            document["account"] = _account_document(account)
+        print_json(document)
+        return
+    if book == "broker":
+        if account is None:
+            console.print("No broker sync yet: run `commands sync` to read the broker's account.")
+        else:
+            console.print(
+                f"{account.broker} account {account.account_id}"
+                f"{' (paper)' if account.paper else ''} as of {account.broker_time.isoformat()}: "
+                f"cash {decimal_text(account.cash)}, equity {decimal_text(account.equity)}, "
+                f"buying power {decimal_text(account.buying_power)}"
+            )
+    if not rows:
+        console.print(f"No open positions in the {book} book.")
+        return
+    table = Table(title=f"{book.capitalize()} book as of {moment.isoformat(timespec='seconds')}")
+    for column in ("symbol", "qty", "avg price", "realised P&L"):
+        table.add_column(column, justify="left" if column == "symbol" else "right")
+    for row in rows:
+        table.add_row(
+            row.symbol,
+            decimal_text(row.qty),
+            decimal_text(row.avg_price),
+            decimal_text(row.realised_pnl),
+        )
+    console.print(table)
+
+
+def _show_diff(rows: list[DiffRow], moment: datetime, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "book": "diff",
+                "as_of": moment,
+                "positions": [
+                    {
+                        "symbol": row.symbol,
+                        "local_qty": row.local_qty,
+                        "broker_qty": row.broker_qty,
+                        "open_qty": row.open_qty,
+                        "delta": row.delta,
+                    }
+                    for row in rows
+                ],
+            }
+        )
+        return
+    if not rows:
+        console.print("Neither book holds anything, and nothing is on order.")
+        return
+    table = Table(title=f"Local vs broker as of {moment.isoformat(timespec='seconds')}")
+    for column in ("symbol", "local", "broker", "open orders", "delta"):
+        table.add_column(column, justify="left" if column == "symbol" else "right")
+    for row in rows:
+        delta = decimal_text(row.delta)
+        table.add_row(
+            row.symbol,
+            decimal_text(row.local_qty),
+            decimal_text(row.broker_qty),
+            decimal_text(row.open_qty),
+            f"[bold]{delta}[/bold]" if row.delta else delta,
+        )
+    console.print(table)
+    console.print("delta = local - broker - open orders: what the broker still needs to match.")

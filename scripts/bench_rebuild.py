@@ -1,0 +1,220 @@
+"""How fast `commands rebuild` folds events, beside how fast the same process merely reads them.
+
+    python scripts/bench_rebuild.py --events 200000 --store sqlite
+    python scripts/bench_rebuild.py --events 200000 --store postgres \
+        --database-url postgresql://postgres@127.0.0.1:5432/test
+
+It writes N events through the ledger's own write path (`Ledger.save` of decisions and
+orders with their broker answers, broker syncs, splits, reversed fills), then times
+(1) reading and decoding every event (`select_notifications` + `mapper.to_domain_event`)
+and (2) a full rebuild of every view, and prints both rates and their ratio. The issue
+asks for a ratio of at least 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eventsourcing.domain import Aggregate
+
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
+from ledger.domain import BrokerSnapshot, CorporateAction, Decision, Order
+from ledger.domain.corporate_action import corporate_action_id
+from ledger.domain.order import decision_order_id
+from ledger.domain.values import OrderIntent, Purpose
+from ledger.settings import load_settings
+from projections import rebuild
+from projections.runner import DEFAULT_PAGE_SIZE
+from projections.views import Views
+
+SYMBOLS = [f"S{i:03d}" for i in range(60)] + ["AAPL", "MSFT", "NVDA", "BRK.B"]
+
+
+def generate(ledger: Ledger, target: int, seed: int = 7) -> int:
+    """Append about `target` events; returns how many were appended."""
+    rng = random.Random(seed)
+    written = 0
+    batch: list[Aggregate] = []
+    held: dict[str, Decimal] = {}
+    split_count = 0
+    while written < target:
+        roll = rng.random()
+        if roll < 0.002:
+            batch.append(_snapshot(rng, held))
+            written += 1
+        elif roll < 0.0025:
+            split_count += 1
+            batch.append(_split(rng, split_count))
+            written += 1
+        else:
+            aggregates, count = _decision(rng, held)
+            batch.extend(aggregates)
+            written += count
+        if len(batch) >= 400:
+            ledger.save(*batch)
+            batch = []
+    if batch:
+        ledger.save(*batch)
+    return written
+
+
+def _decision(rng: random.Random, held: dict[str, Decimal]) -> tuple[list[Aggregate], int]:
+    symbol = rng.choice(SYMBOLS)
+    side = rng.choice(["buy", "buy", "sell"])
+    qty = (
+        Decimal(rng.randint(1, 200)) if rng.random() < 0.8 else Decimal(rng.randint(1, 9999)) / 100
+    )
+    intent = OrderIntent(symbol=symbol, side=side, qty=qty)
+    decision = Decision(source="bench", rationale="benchmark", trades=[intent.as_event_fields()])
+    order = Order.request(
+        intent,
+        order_id=decision_order_id(decision.id, 0),
+        purpose=Purpose.DECISION,
+        decision_id=decision.id,
+    )
+    broker = "alpaca" if rng.random() < 0.3 else "paper"
+    order.mark_submitted(broker=broker, broker_order_id=str(uuid.uuid4()))
+    order.mark_accepted(broker_status="new")
+    price = Decimal(rng.randint(1000, 50000)) / 100
+    when = datetime.now(UTC)
+    if rng.random() < 0.25:
+        first = (qty / 3).quantize(Decimal("0.01"))
+        order.record_fill(execution_id=str(uuid.uuid4()), qty=first, price=price, filled_at=when)
+        order.record_fill(
+            execution_id=str(uuid.uuid4()),
+            qty=qty - first,
+            price=price + Decimal("0.05"),
+            filled_at=when,
+        )
+    else:
+        execution = str(uuid.uuid4())
+        order.record_fill(execution_id=execution, qty=qty, price=price, filled_at=when)
+        if rng.random() < 0.01:
+            order.reverse_fill(execution_id=execution, reason="busted by the exchange")
+    held[symbol] = held.get(symbol, Decimal(0)) + (qty if side == "buy" else -qty)
+    return [decision, order], 1 + len(order.pending_events)
+
+
+def _snapshot(rng: random.Random, held: dict[str, Decimal]) -> BrokerSnapshot:
+    positions = [
+        {
+            "symbol": s,
+            "qty": q,
+            "avg_entry_price": Decimal("100"),
+            "side": "long" if q > 0 else "short",
+        }
+        for s, q in sorted(held.items())
+        if q and rng.random() < 0.5
+    ]
+    return BrokerSnapshot(
+        broker="alpaca",
+        paper=True,
+        account_id="bench",
+        cash=Decimal("100000"),
+        equity=Decimal("150000.25"),
+        buying_power=Decimal("200000"),
+        positions=positions,
+        open_orders=[],
+        broker_time=datetime.now(UTC) - timedelta(seconds=1),
+        request={"bench": True},
+    )
+
+
+def _split(rng: random.Random, count: int) -> CorporateAction:
+    activity = f"bench-split-{count}-{uuid.uuid4().hex[:6]}"
+    return CorporateAction(
+        id=corporate_action_id("alpaca", activity),
+        broker="alpaca",
+        activity_id=activity,
+        kind="split",
+        symbol=rng.choice(SYMBOLS),
+        new_symbol=None,
+        ratio=Decimal(rng.choice(["2", "4", "0.5"])),
+        effective_date=date.today() + timedelta(days=1),
+        description="benchmark split",
+    )
+
+
+def raw_read(ledger: Ledger, page_size: int) -> tuple[int, float]:
+    """Read and decode every event, in pages, as the rebuild does: nothing else."""
+    started = time.perf_counter()
+    after, count = 0, 0
+    decode = ledger.mapper.to_domain_event
+    while True:
+        notifications = ledger.recorder.select_notifications(
+            start=after, limit=page_size, inclusive_of_start=False
+        )
+        if not notifications:
+            break
+        for notification in notifications:
+            decode(notification)
+        count += len(notifications)
+        after = notifications[-1].id
+    return count, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--database-url",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL server to use (a fresh schema is created and dropped)",
+    )
+    parser.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE)
+    parser.add_argument("--rounds", type=int, default=2, help="best of this many timings")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        if args.store == "sqlite":
+            url = f"sqlite:///{Path(folder) / 'bench.db'}"
+        else:
+            url = f"{args.database_url}?schema={schema}"
+        ledger = open_ledger(load_settings(None, LEDGER_DATABASE_URL=url, BROKER_PROVIDER="paper"))
+        try:
+            started = time.perf_counter()
+            written = generate(ledger, args.events)
+            print(f"wrote {written} events in {time.perf_counter() - started:.1f} s ({args.store})")
+            views = Views(ledger, page_size=args.page_size)
+            views.catch_up()
+            raw_times, rebuild_times = [], []
+            count = 0
+            for _ in range(args.rounds):
+                count, seconds = raw_read(ledger, args.page_size)
+                raw_times.append(seconds)
+                report = rebuild(views)
+                rebuild_times.append(report.seconds)
+            raw_rate = count / min(raw_times)
+            rebuild_rate = report.events / min(rebuild_times)
+            print(f"read+decode: {count} events, {min(raw_times):.2f} s, {raw_rate:,.0f} events/s")
+            print(
+                f"rebuild:     {report.events} events, {min(rebuild_times):.2f} s, "
+                f"{rebuild_rate:,.0f} events/s"
+            )
+            print(f"ratio rebuild/raw: {rebuild_rate / raw_rate:.2f} (the issue asks >= 0.50)")
+            for view in report.views:
+                print(f"  {view.name:<12} {view.rows:>8} rows  sha256 {view.digest}")
+        finally:
+            ledger.close()
+            if args.store == "postgres":
+                import psycopg
+
+                with psycopg.connect(args.database_url, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()
