@@ -12,10 +12,12 @@ from commands.errors import EXIT_USAGE, CommandError
 from commands.events import events
 from commands.positions import positions
 from commands.rebuild import rebuild
+from commands.reconcile import reconcile
 from commands.run import run
 from commands.session import Session
 from commands.sync import sync
 from commands.trade import trade
+from ledger.domain.reconciliation_lock import LockHeld
 from ledger.domain.values import InvalidInput
 from ledger.settings import ConfigurationError
 from ledger.storage import StoreUnavailable
@@ -27,6 +29,9 @@ class LedgerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except LockHeld as error:
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(1)
         except CommandError as error:
             click.echo(f"Error: {error}", err=True)
             ctx.exit(error.exit_code)
@@ -66,6 +71,7 @@ cli.add_command(trade)
 cli.add_command(events)
 cli.add_command(run)
 cli.add_command(sync)
+cli.add_command(reconcile)
 cli.add_command(positions)
 cli.add_command(rebuild)
 

@@ -33,9 +33,10 @@ from ledger.brokers.answers import apply_answer
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerAnswer, BrokerReader, BrokerReadError
 from ledger.brokers.router import BrokerRouter
-from ledger.domain import BrokerSnapshot, Decision, Order
+from ledger.domain import BrokerSnapshot, Decision, Order, Reconciliation
 from ledger.domain.order import decision_order_id
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, parse_price, validate
+from ledger.failpoints import failpoint
 from ledger.sync import (
     OVERLAP,
     SyncCursor,
@@ -55,6 +56,7 @@ DEFAULT_SYNC_LOOKBACK = timedelta(days=30)
 SAVE_ATTEMPTS = 3
 _REQUESTED_TOPIC = get_topic(Order.Requested)
 _SYNCED_TOPIC = get_topic(BrokerSnapshot.Synced)
+_STARTED_TOPIC = get_topic(Reconciliation.Started)
 
 
 class DateAsISO(Transcoding):
@@ -191,6 +193,8 @@ class Ledger(Application[UUID]):
         """Route a stored order to the broker; store and return the broker's answer."""
         order: Order = self.repository.get(order_id)
         answer = self.router.route(order, reference_price)
+        # Between the broker's answer and its storage: the window a lost reply lives in.
+        failpoint("submit:answered")
         for attempt in range(SAVE_ATTEMPTS):
             apply_answer(order, answer)
             try:
@@ -265,21 +269,42 @@ class Ledger(Application[UUID]):
 
     def latest_sync(self) -> BrokerSnapshot | None:
         """The newest broker snapshot, found from the end of the log (syncs are frequent)."""
-        last = self.recorder.max_notification_id() or 0
+        found = self._newest_with_topic(_SYNCED_TOPIC, 1)
+        if not found:
+            return None
+        snapshot: BrokerSnapshot = self.repository.get(found[0])
+        return snapshot
+
+    def recent_reconciliations(
+        self, limit: int, *, include_dry_runs: bool = True
+    ) -> list[Reconciliation]:
+        """The newest reconciliation runs, newest first."""
+        runs: list[Reconciliation] = []
+        wanted = limit
+        while True:
+            ids = self._newest_with_topic(_STARTED_TOPIC, wanted)
+            runs = [self.repository.get(run_id) for run_id in ids]
+            if not include_dry_runs:
+                runs = [run for run in runs if not run.dry_run]
+            if len(runs) >= limit or len(ids) < wanted:
+                return runs[:limit]
+            wanted *= 4
+
+    def _newest_with_topic(self, topic: str, count: int) -> list[UUID]:
+        """Aggregate ids of the newest `count` events of one topic, newest first, scanning
+        back from the end of the log in growing windows."""
+        found: list[UUID] = []
         window = 256
-        stop = last
-        while stop >= 1:
+        stop = self.recorder.max_notification_id() or 0
+        while stop >= 1 and len(found) < count:
             start = max(1, stop - window + 1)
-            found = self.recorder.select_notifications(
-                start=start, limit=window, stop=stop, topics=[_SYNCED_TOPIC]
+            page = self.recorder.select_notifications(
+                start=start, limit=window, stop=stop, topics=[topic]
             )
-            if found:
-                event = self.mapper.to_domain_event(found[-1])
-                snapshot: BrokerSnapshot = self.repository.get(event.originator_id)
-                return snapshot
+            found.extend(n.originator_id for n in reversed(page))
             stop = start - 1
             window *= 2
-        return None
+        return found[:count]
 
     def load_order(self, order_id: UUID) -> Order | None:
         try:

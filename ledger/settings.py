@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     sync_lookback_days: int = Field(30, alias="LEDGER_SYNC_LOOKBACK_DAYS")
     # `commands run` polls orders and fills; a full sync (a new broker snapshot) this often.
     resync_interval_seconds: Decimal = Field(Decimal(900), alias="LEDGER_RESYNC_INTERVAL_SECONDS")
+    # Alpaca's positions can lag its fills: no compensation this soon after a broker fill.
+    recent_fill_seconds: Decimal = Field(Decimal(30), alias="RECONCILE_RECENT_FILL_SECONDS")
+    # Caps on what one reconciliation may send, at the broker's last price (empty: no cap).
+    max_order_notional: Decimal | None = Field(None, alias="RECONCILE_MAX_ORDER_NOTIONAL")
+    max_run_notional: Decimal | None = Field(None, alias="RECONCILE_MAX_RUN_NOTIONAL")
+    # How far past the last price an extended-hours limit order may trade (0.005 = 0.5%).
+    extended_hours_slippage: Decimal = Field(
+        Decimal("0.005"), alias="RECONCILE_EXTENDED_HOURS_SLIPPAGE"
+    )
 
     @field_validator("broker_provider", mode="before")
     @classmethod
@@ -104,6 +113,32 @@ class Settings(BaseSettings):
             raise ValueError(str(error)) from None
         if number <= 0:
             raise ValueError(f"{name} must be a number of seconds above zero (got {value!r})")
+        return number
+
+    @field_validator("recent_fill_seconds", "extended_hours_slippage", mode="before")
+    @classmethod
+    def _not_negative(cls, value: Any, info: Any) -> Decimal:
+        name = cls.model_fields[info.field_name].alias
+        try:
+            number = to_decimal(value, name)
+        except InvalidInput as error:
+            raise ValueError(str(error)) from None
+        if number < 0:
+            raise ValueError(f"{name} must be zero or more (got {value!r})")
+        return number
+
+    @field_validator("max_order_notional", "max_run_notional", mode="before")
+    @classmethod
+    def _optional_cap(cls, value: Any, info: Any) -> Decimal | None:
+        if value is None or not str(value).strip():
+            return None
+        name = cls.model_fields[info.field_name].alias
+        try:
+            number = to_decimal(value, name)
+        except InvalidInput as error:
+            raise ValueError(str(error)) from None
+        if number <= 0:
+            raise ValueError(f"{name} must be an amount above zero, or empty (got {value!r})")
         return number
 
     @field_validator("alpaca_retry_wait_seconds", mode="before")

@@ -200,7 +200,7 @@ def _iso_opt(moment: datetime | None) -> str | None:
 
 def _iso_et(moment: datetime) -> str:
     # The clock endpoint answers in New York time with an offset, like the real one.
-    return moment.astimezone(_ET).isoformat(timespec="seconds")
+    return moment.astimezone(_ET).isoformat(timespec="microseconds")
 
 
 def _dec(value: Any, name: str) -> Decimal:

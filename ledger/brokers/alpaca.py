@@ -36,6 +36,7 @@ from ledger.brokers.port import (
     BrokerOrder,
     BrokerPosition,
     BrokerReadError,
+    MarketClock,
     OrderTicket,
 )
 from ledger.settings import Settings
@@ -112,6 +113,9 @@ class AlpacaAccount(_Reply):
 
 class AlpacaClock(_Reply):
     timestamp: datetime
+    is_open: bool | None = None
+    next_open: datetime | None = None
+    next_close: datetime | None = None
 
 
 class AlpacaPosition(_Reply):
@@ -395,6 +399,12 @@ class AlpacaBroker:
     def get_clock(self) -> datetime:
         clock = self._read("GET /v2/clock", self.client.get_clock, AlpacaClock)
         return clock.timestamp
+
+    def get_market_clock(self) -> MarketClock:
+        clock = self._read("GET /v2/clock", self.client.get_clock, AlpacaClock)
+        if clock.is_open is None:
+            raise BrokerReadError("Alpaca's clock did not say whether the market is open")
+        return MarketClock(clock.timestamp, clock.is_open, clock.next_open, clock.next_close)
 
     def list_positions(self) -> list[BrokerPosition]:
         raw = self._read("GET /v2/positions", self.client.get_all_positions)

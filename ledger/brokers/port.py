@@ -108,6 +108,16 @@ class BrokerAccount:
 
 
 @dataclass(frozen=True)
+class MarketClock:
+    """The broker's clock: whether market orders execute now, and when they will."""
+
+    timestamp: datetime
+    is_open: bool
+    next_open: datetime | None
+    next_close: datetime | None
+
+
+@dataclass(frozen=True)
 class BrokerPosition:
     symbol: str
     qty: Decimal  # signed: negative for a short position

@@ -13,6 +13,7 @@ class Reconciliation(Aggregate):
     def __init__(
         self,
         *,
+        id: UUID,  # chosen by the run, so its compensating orders can derive their ids from it
         dry_run: bool,
         broker: str,
         paper: bool,
@@ -26,13 +27,25 @@ class Reconciliation(Aggregate):
         self.filters = filters
         self.rows: list[dict[str, Any]] = []
         self.orders: list[dict[str, Any]] = []
+        self.market: dict[str, Any] | None = None
         self.completed = False
+        self.counts: dict[str, int] = {}
 
     @event("Planned")
-    def plan(self, *, rows: list[dict[str, Any]], orders: list[dict[str, Any]]) -> None:
+    def plan(
+        self,
+        *,
+        rows: list[dict[str, Any]],
+        orders: list[dict[str, Any]],
+        market: dict[str, Any] | None,
+    ) -> None:
         self.rows = rows
         self.orders = orders
+        self.market = market
 
     @event("Completed")
     def complete(self, *, planned: int, submitted: int, failed: int, skipped: int) -> None:
         self.completed = True
+        self.counts = {
+            "planned": planned, "submitted": submitted, "failed": failed, "skipped": skipped
+        }

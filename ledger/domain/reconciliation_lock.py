@@ -9,17 +9,17 @@ can hold it.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.order import LEDGER_NAMESPACE
-from ledger.domain.values import InvalidInput
 
 LOCK_ID = uuid5(LEDGER_NAMESPACE, "reconciliation-lock")
 
 
-class LockHeld(InvalidInput):
+class LockHeld(Exception):
     """Another reconciliation holds the lock."""
 
 
@@ -28,22 +28,33 @@ class ReconciliationLock(Aggregate):
     def __init__(self, *, id: UUID) -> None:  # one well-known stream: LOCK_ID
         self.holder: UUID | None = None
         self.expires_at: datetime | None = None
+        self.process: dict[str, Any] = {}
 
     def is_free(self, now: datetime) -> bool:
         return self.holder is None or (self.expires_at is not None and self.expires_at <= now)
 
-    def acquire(self, run_id: UUID, now: datetime, lease: timedelta) -> None:
-        if not self.is_free(now):
+    def acquire(
+        self,
+        run_id: UUID,
+        now: datetime,
+        lease: timedelta,
+        process: dict[str, Any],
+        holder_is_dead: bool = False,
+    ) -> None:
+        """Take the lock; `holder_is_dead` (the caller checked the holder's process is gone)
+        lets a run take over from a crashed one before its lease ends."""
+        if not self.is_free(now) and not holder_is_dead:
             raise LockHeld(
                 f"another reconciliation ({self.holder}) is running until "
                 f"{self.expires_at:%H:%M:%S} UTC: nothing was sent; run again after it ends"
             )
-        self._acquired(run_id=run_id, expires_at=now + lease)
+        self._acquired(run_id=run_id, expires_at=now + lease, process=process)
 
     @event("Acquired")
-    def _acquired(self, run_id: UUID, expires_at: datetime) -> None:
+    def _acquired(self, run_id: UUID, expires_at: datetime, process: dict[str, Any]) -> None:
         self.holder = run_id
         self.expires_at = expires_at
+        self.process = process
 
     def release(self, run_id: UUID) -> None:
         if self.holder == run_id:
@@ -53,3 +64,4 @@ class ReconciliationLock(Aggregate):
     def _released(self, run_id: UUID) -> None:
         self.holder = None
         self.expires_at = None
+        self.process = {}

@@ -35,10 +35,11 @@ def test_two_writers_on_one_order_second_gets_conflict(open_store: Callable[...,
 
 def test_conflict_on_every_aggregate_kind(open_store: Callable[..., Ledger]) -> None:
     first, second = open_store(), open_store()
-    run = Reconciliation(dry_run=False, broker="alpaca", paper=True, sync_id=None, filters={})
+    run = Reconciliation(id=uuid4(), dry_run=False, broker="alpaca", paper=True, sync_id=None,
+                         filters={})
     first.save(run)
     a, b = first.repository.get(run.id), second.repository.get(run.id)
-    a.plan(rows=[], orders=[])
+    a.plan(rows=[], orders=[], market=None)
     b.complete(planned=0, submitted=0, failed=0, skipped=0)
     first.save(a)
     with pytest.raises(IntegrityError):

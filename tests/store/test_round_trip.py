@@ -114,9 +114,10 @@ def test_decision_snapshot_corporate_action_adjustment_reconciliation(ledger: Le
     )
     adjustment = Adjustment(book="local", symbol="AAPL", qty=Decimal("-0.25"),
                             price=Decimal("1.5"), who="ops", why="adopt broker position")
-    run = Reconciliation(dry_run=True, broker="alpaca", paper=True, sync_id=snapshot.id,
+    run = Reconciliation(id=uuid4(), dry_run=True, broker="alpaca", paper=True,
+                         sync_id=snapshot.id,
                          filters={"symbols": ["AAPL"]})
-    run.plan(rows=[{"symbol": "AAPL", "delta": Decimal("6")}], orders=[])
+    run.plan(rows=[{"symbol": "AAPL", "delta": Decimal("6")}], orders=[], market=None)
     run.complete(planned=1, submitted=0, failed=0, skipped=0)
     ledger.save(decision, snapshot, action, adjustment, run)
 

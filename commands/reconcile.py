@@ -1,0 +1,188 @@
+"""`commands reconcile`: replay both books, diff them, route compensating orders."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from typing import Any
+
+import click
+from rich.table import Table
+
+from commands.errors import EXIT_ATTENTION, CommandError
+from commands.output import console, decimal_text, print_json
+from commands.session import Session
+from ledger.reconciling import Reconciler, ReconcileRequest, ReconcileResult, parse_symbols
+from projections.reconcile_books import ReconcileBooks
+
+
+def parse_day(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"{option} {text!r} is not a date: use YYYY-MM-DD") from None
+    if day > date.today():
+        raise CommandError(f"{option} {text} is in the future")
+    return day
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Plan and show; send nothing to the broker.")
+@click.option("--since", help="Compensate only symbols the local book traded on or after "
+              "this trading day (YYYY-MM-DD); other differences are shown as skipped.")
+@click.option("--symbols", help="Only these symbols, comma-separated (AAPL,MSFT).")
+@click.option("--extended-hours", is_flag=True,
+              help="Place limit orders with extended_hours at the last price plus or minus "
+              "RECONCILE_EXTENDED_HOURS_SLIPPAGE (Alpaca takes only limit orders then).")
+@click.option("--yes", is_flag=True, help="Confirm sending orders to a live account "
+              "(ALPACA_PAPER_MODE=false).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str | None,
+              extended_hours: bool, yes: bool, as_json: bool) -> None:
+    """Compare the local book with the broker book and send one compensating order per
+    symbol that differs, through the broker router.
+
+    Syncs with the broker first. Safe to run at any time, any number of times: orders
+    still open at the broker, and compensating orders already requested, are netted out.
+    """
+    request = ReconcileRequest(
+        dry_run=dry_run,
+        since=parse_day(since, "--since"),
+        symbols=parse_symbols(symbols),
+        extended_hours=extended_hours,
+        confirmed=yes,
+    )
+    settings = session.settings
+    if not dry_run and not settings.alpaca_paper_mode and yes and sys.stdin.isatty():
+        click.confirm("Send compensating orders to the LIVE Alpaca account?", abort=True)
+    from projections import catch_up
+
+    reconciler = Reconciler(
+        session.ledger,
+        ReconcileBooks(catch_up(session.ledger, timezone=settings.timezone),
+                       recent_fill_seconds=settings.recent_fill_seconds),
+        settings,
+    )
+    reconciler.check(request)
+    result = reconciler.run(request)
+    document = result_document(result)
+    if as_json:
+        print_json(document)
+    else:
+        show(result, document)
+    if result.failed:
+        raise click.exceptions.Exit(EXIT_ATTENTION)
+
+
+def result_document(result: ReconcileResult) -> dict[str, Any]:
+    """The JSON of DESIGN.md section 5."""
+    positions = [
+        {
+            "symbol": row.symbol,
+            "local_qty": row.local_qty,
+            "broker_qty": row.broker_qty,
+            "open_qty": row.open_qty,
+            "delta": row.delta,
+            "reason": row.reason,
+            "status": row.status,
+            "skip_reason": row.skip_reason,
+        }
+        for row in result.rows
+    ]
+    orders: list[dict[str, Any]] = []
+    outcomes = {o.symbol: o for o in result.orders}
+    for row in result.rows:
+        if row.order is not None:
+            outcome = outcomes[row.symbol]
+            orders.append({
+                "symbol": row.symbol,
+                "side": outcome.side,
+                "qty": outcome.qty,
+                "type": outcome.order_type,
+                "limit_price": outcome.limit_price,
+                "client_order_id": outcome.client_order_id,
+                "status": outcome.status,
+                "error": outcome.error,
+                "hint": outcome.hint,
+            })
+        elif row.skip_reason:
+            orders.append({
+                "symbol": row.symbol,
+                "side": "buy" if row.delta > 0 else "sell",
+                "qty": abs(row.delta),
+                "type": "market",
+                "limit_price": None,
+                "client_order_id": None,
+                "status": "skipped",
+                "error": row.skip_reason,
+                "hint": None,
+            })
+    clock = result.clock
+    return {
+        "dry_run": result.dry_run,
+        "broker": result.broker,
+        "paper": result.paper,
+        "run_id": result.run_id,
+        "sync_id": result.sync_id,
+        "market": None if clock is None else {
+            "is_open": clock.is_open, "next_open": clock.next_open,
+            "next_close": clock.next_close, "timestamp": clock.timestamp,
+        },
+        "settled": result.settled,
+        "positions": positions,
+        "orders": orders,
+        "summary": result.counts,
+    }
+
+
+def show(result: ReconcileResult, document: dict[str, Any]) -> None:
+    mode = "DRY RUN: nothing is sent to the broker" if result.dry_run else "orders are sent"
+    account = "paper" if result.paper else "LIVE"
+    console.print(f"Reconciliation against {result.broker} ({account} account): {mode}")
+    clock = result.clock
+    if clock is not None and not clock.is_open:
+        when = clock.next_open.isoformat() if clock.next_open else "the next session"
+        console.print(f"The market is closed: market orders queue until it opens at {when}.")
+    for client_order_id in result.settled:
+        console.print(f"Settled {client_order_id}: it never reached the broker; re-planned.")
+    rows = [r for r in document["positions"] if r["delta"] or r["open_qty"]]
+    if not rows:
+        console.print("The books agree: nothing to do.")
+    else:
+        table = Table(title="Local book vs broker book")
+        for column in ("symbol", "local", "broker", "open", "delta", "likely cause", "action"):
+            table.add_column(column, overflow="fold",
+                             justify="right" if column in ("local", "broker", "open", "delta")
+                             else "left")
+        by_symbol = {o["symbol"]: o for o in document["orders"]}
+        for row in rows:
+            order = by_symbol.get(row["symbol"])
+            table.add_row(row["symbol"], decimal_text(row["local_qty"]),
+                          decimal_text(row["broker_qty"]), decimal_text(row["open_qty"]),
+                          decimal_text(row["delta"]), row["reason"] or "",
+                          _action(order) if order else "none (nets out)")
+        console.print(table)
+    summary = document["summary"]
+    console.print(
+        f"planned {summary['planned']}, submitted {summary['submitted']}, "
+        f"failed {summary['failed']}, skipped {summary['skipped']}"
+    )
+    for order in document["orders"]:
+        if order["status"] == "failed":
+            console.print(f"FAILED {order['symbol']}: {order['error']}. What to do: "
+                          f"{order['hint']}", markup=False)
+
+
+def _action(order: dict[str, Any]) -> str:
+    what = f"{order['side']} {decimal_text(order['qty'])} {order['type']}"
+    if order["limit_price"] is not None:
+        what += f" @ {decimal_text(order['limit_price'])}"
+    if order["status"] == "skipped":
+        return f"skipped: {order['error']}"
+    if order["status"] == "failed":
+        return f"{what}: FAILED"
+    return f"{what}: {order['status']}"
+

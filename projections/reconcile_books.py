@@ -1,0 +1,215 @@
+"""The facts a reconciliation plans from, read from the views (and, for recent fills, the
+tail of the event log)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+
+from ledger.domain import Order, Reconciliation
+from ledger.domain.planning import SymbolFacts
+from projections.folds import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, open_qty_by_symbol, signed
+from projections.state import OrderRecord
+from projections.views import Views
+
+ZERO = Decimal(0)
+_FILL_TOPICS = [get_topic(Order.Filled), get_topic(Order.PartiallyFilled)]
+# Clocks disagree a little: read the log back this much further than the fill window.
+_CLOCK_MARGIN = timedelta(seconds=120)
+_TAIL_PAGE = 1000
+_TAIL_LIMIT = 100_000
+
+
+def _at_a_broker(order: OrderRecord) -> bool:
+    return order.broker not in (None, "paper")
+
+
+class ReconcileBooks:
+    """`ledger.reconciling.BooksPort` over the live views."""
+
+    def __init__(self, views: Views, *, recent_fill_seconds: Decimal = Decimal(30)) -> None:
+        self.views = views
+        self.recent_fill_seconds = recent_fill_seconds
+
+    def catch_up(self) -> int:
+        return self.views.catch_up()
+
+    def unsent_compensations(self) -> list[UUID]:
+        return [
+            order.order_id
+            for order in self.views.orders(open_only=True, purpose="compensation")
+            if order.status == "requested"
+        ]
+
+    def symbol_facts(
+        self, *, now: datetime, recent_runs: list[Reconciliation], since: date | None = None
+    ) -> list[SymbolFacts]:
+        views = self.views
+        local = {row.symbol: row.qty for row in views.local_book()}
+        broker_book = views.broker_book()
+        broker = {row.symbol: row.qty for row in broker_book.positions}
+        account = broker_book.account
+        snapshot_orders = list(account.open_orders) if account else []
+        open_orders = views.orders(open_only=True)
+        pending = pending_qty(snapshot_orders, account.broker_time if account else None,
+                              open_orders)
+        in_flight = in_flight_symbols(snapshot_orders, open_orders)
+        prices = last_prices(snapshot_positions(views))
+        recent = self.recent_broker_fills(now)
+        compensated = consecutive_compensations(recent_runs)
+        traded = set() if since is None else views.traded_symbols_since(since)
+        facts = []
+        for symbol in sorted(set(local) | set(broker) | set(pending)):
+            local_qty = local.get(symbol, ZERO)
+            broker_qty = broker.get(symbol, ZERO)
+            open_qty = pending.get(symbol, ZERO)
+            if not (local_qty or broker_qty or open_qty):
+                continue
+            fact = SymbolFacts(
+                symbol=symbol,
+                local_qty=local_qty,
+                broker_qty=broker_qty,
+                pending_qty=open_qty,
+                in_flight=symbol in in_flight,
+                last_broker_fill_at=recent.get(symbol),
+                last_price=prices.get(symbol),
+                consecutive_compensations=compensated.get(symbol, 0),
+                # Only "on or after --since" matters to the plan, not the exact day.
+                last_local_trade_day=since if symbol in traded else None,
+            )
+            if local_qty - broker_qty - open_qty:
+                fact = self._explain(fact)
+            facts.append(fact)
+        return facts
+
+    def _explain(self, fact: SymbolFacts) -> SymbolFacts:
+        """The history a cause is read from, fetched only for symbols that differ."""
+        paper_decisions = external = ZERO
+        last_fill_price = None
+        for order in self.views.orders(symbol=fact.symbol):
+            if order.filled_qty:
+                moved = signed(order.side, order.filled_qty)
+                if order.purpose == "decision" and order.broker == "paper":
+                    paper_decisions += moved
+                elif order.purpose == "external":
+                    external += moved
+                last_fill_price = order.avg_fill_price
+        kinds = {
+            line.kind
+            for book in ("local", "broker")
+            for line in self.views.lines(book, fact.symbol)
+        }
+        return SymbolFacts(
+            **{
+                **fact.__dict__,
+                "paper_decision_qty": paper_decisions,
+                "external_qty": external,
+                "has_corporate_action": bool(kinds & {RATIO, MOVE_IN, MOVE_OUT}),
+                "last_price": fact.last_price or last_fill_price,
+            }
+        )
+
+    def recent_broker_fills(self, now: datetime) -> dict[str, datetime]:
+        """Symbol -> newest broker fill time, for fills within the recent-fill window.
+
+        A fill is recorded after it happens, so every recent fill is in the tail of the
+        log: read back from the end until events are older than the window.
+        """
+        ledger = self.views.ledger
+        window = timedelta(seconds=float(self.recent_fill_seconds))
+        cutoff = now - window
+        stop = ledger.recorder.max_notification_id() or 0
+        found: dict[str, datetime] = {}
+        order_cache: dict[UUID, OrderRecord | None] = {}
+        scanned = 0
+        while stop >= 1 and scanned < _TAIL_LIMIT:
+            start = max(1, stop - _TAIL_PAGE + 1)
+            page = ledger.recorder.select_notifications(start=start, limit=_TAIL_PAGE, stop=stop)
+            scanned += len(page)
+            oldest: datetime | None = None
+            for notification in reversed(page):
+                event = ledger.mapper.to_domain_event(notification)
+                oldest = event.timestamp
+                if notification.topic not in _FILL_TOPICS or event.filled_at < cutoff:
+                    continue
+                if event.originator_id not in order_cache:
+                    order_cache[event.originator_id] = self.views.order(event.originator_id)
+                order = order_cache[event.originator_id]
+                if order is not None and _at_a_broker(order):
+                    newest = found.get(order.symbol)
+                    if newest is None or event.filled_at > newest:
+                        found[order.symbol] = event.filled_at
+            if oldest is not None and oldest < cutoff - _CLOCK_MARGIN:
+                break
+            stop = start - 1
+        return found
+
+
+def pending_qty(
+    snapshot_orders: list[dict[str, Any]],
+    broker_time: datetime | None,
+    open_orders: Iterable[OrderRecord],
+) -> dict[str, Decimal]:
+    """Open quantity that will move the broker book but not the local book.
+
+    A decision order in flight will move both books alike, so it is not netted (the
+    symbol is skipped as in flight instead); compensating orders and orders the ledger
+    did not originate are.
+    """
+    return open_qty_by_symbol(
+        [o for o in snapshot_orders if o.get("purpose") != "decision"],
+        broker_time,
+        [o.for_netting() for o in open_orders if o.purpose != "decision"],
+    )
+
+
+def in_flight_symbols(
+    snapshot_orders: list[dict[str, Any]], open_orders: Iterable[OrderRecord]
+) -> set[str]:
+    """Symbols with an order live at the broker: its fills would race a compensation."""
+    symbols = {str(o.get("symbol", "")).upper() for o in snapshot_orders}
+    symbols |= {
+        o.symbol
+        for o in open_orders
+        if _at_a_broker(o) and o.status in OPEN_STATUSES and o.status != "requested"
+    }
+    return symbols
+
+
+def snapshot_positions(views: Views) -> list[dict[str, Any]]:
+    account = views.broker_account()
+    if account is None:
+        return []
+    snapshot = views.ledger.repository.get(account.snapshot_id)
+    return list(snapshot.positions)
+
+
+def last_prices(positions: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """The broker's last price per held symbol: market value over quantity."""
+    prices = {}
+    for position in positions:
+        qty = Decimal(position.get("qty") or 0)
+        value = position.get("market_value")
+        if qty and value is not None:
+            prices[str(position["symbol"])] = abs(Decimal(value) / qty)
+    return prices
+
+
+def consecutive_compensations(recent_runs: list[Reconciliation]) -> dict[str, int]:
+    """Symbol -> in how many of the newest runs, in a row, a compensating order was planned."""
+    counts: dict[str, int] = {}
+    still_counting: set[str] | None = None
+    for run in recent_runs:  # newest first
+        symbols = {str(order["symbol"]) for order in run.orders}
+        if still_counting is None:
+            still_counting = set(symbols)
+        else:
+            still_counting &= symbols
+        for symbol in still_counting:
+            counts[symbol] = counts.get(symbol, 0) + 1
+    return counts
