@@ -8,12 +8,15 @@ from typing import Any
 import click
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
+from commands.audit import audit
 from commands.errors import EXIT_USAGE, CommandError
 from commands.events import events
 from commands.positions import positions
 from commands.rebuild import rebuild
 from commands.reconcile import reconcile
+from commands.reconciliations import reconciliations
 from commands.run import run
+from commands.serve import serve
 from commands.session import Session
 from commands.sync import sync
 from commands.trade import trade
@@ -72,8 +75,11 @@ cli.add_command(events)
 cli.add_command(run)
 cli.add_command(sync)
 cli.add_command(reconcile)
+cli.add_command(audit)
 cli.add_command(positions)
 cli.add_command(rebuild)
+cli.add_command(reconciliations)
+cli.add_command(serve)
 
 
 def main() -> None:

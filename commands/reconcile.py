@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
-from datetime import date
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
@@ -16,14 +17,15 @@ from ledger.reconciling import Reconciler, ReconcileRequest, ReconcileResult, pa
 from projections.reconcile_books import ReconcileBooks
 
 
-def parse_day(text: str | None, option: str) -> date | None:
+def parse_day(text: str | None, option: str, zone: ZoneInfo) -> date | None:
+    """A trading day; "the future" is judged in the ledger's time zone, not the machine's."""
     if text is None:
         return None
     try:
         day = date.fromisoformat(text)
     except ValueError:
         raise CommandError(f"{option} {text!r} is not a date: use YYYY-MM-DD") from None
-    if day > date.today():
+    if day > datetime.now(zone).date():
         raise CommandError(f"{option} {text} is in the future")
     return day
 
@@ -50,7 +52,7 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
     """
     request = ReconcileRequest(
         dry_run=dry_run,
-        since=parse_day(since, "--since"),
+        since=parse_day(since, "--since", session.settings.zone),
         symbols=parse_symbols(symbols),
         extended_hours=extended_hours,
         confirmed=yes,

@@ -53,7 +53,7 @@ _LINE_COLUMNS = ("seq", "n", "kind", "qty", "price", "ratio", "ref")
 
 
 # Views change on what orders, syncs, corporate actions and adjustments say; the other
-# events only place themselves in the audit index, or just move an order's status on.
+# events only place themselves in the audit index.
 STAMPED_TOPICS = {get_topic(cls): cls for cls in STAMPED_EVENTS}
 # eventsourcing's JSON transcoder writes the timestamp first, as an ISO string.
 _TIMESTAMP_PREFIX = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'

@@ -55,7 +55,8 @@ NOT_AT_A_BROKER = (None, "paper")
 
 
 class Stamp(NamedTuple):
-    """An event whose fields no view reads: only what it is, whose, and when.
+    """An event that changes no view row (a decision, a reconciliation step): only what it
+    is, whose, and when, for the audit index.
 
     Reading these straight from the start of the stored state instead of decoding them
     whole saves a rebuild much of its time (decisions carry their trades, plans their rows).
@@ -743,18 +744,13 @@ _LATER_ORDER_EVENTS = frozenset(
 )
 
 
-# Events the fold needs no field of, beyond their class, aggregate and time.
-STAMPED_EVENTS: tuple[type, ...] = (
-    *(
-        cls
-        for aggregate in (Decision, Reconciliation)
-        for cls in vars(aggregate).values()
-        if isinstance(cls, type) and issubclass(cls, aggregate.Event)
-    ),
-    Order.Accepted,
-    Order.Completed,
-    Order.Canceled,
-    Order.Expired,
+# Events no view reads a field of: they only place themselves in the audit index. (Order
+# status events would do too, but callers take a Stamp to mean "changes no view row".)
+STAMPED_EVENTS: tuple[type, ...] = tuple(
+    cls
+    for aggregate in (Decision, Reconciliation)
+    for cls in vars(aggregate).values()
+    if isinstance(cls, type) and issubclass(cls, aggregate.Event)
 )
 
 

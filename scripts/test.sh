@@ -15,4 +15,9 @@ fi
 
 bash scripts/ensure_postgres.sh
 
+# tests/web drive Debian's Chromium through Playwright (no browser download is possible).
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && apt-get install -y -qq chromium
+fi
+
 exec "$VENV/bin/python" -m pytest "$@"

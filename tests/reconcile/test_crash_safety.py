@@ -38,7 +38,7 @@ def test_killed_run_then_rerun_sends_the_delta_exactly_once(
     crashed = run_cli("reconcile", LEDGER_FAILPOINT=point)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
 
-    code, rerun, err = reconcile()
+    code, _, err = reconcile()
     assert code == 0, err
     code, third, err = reconcile()
     assert code == 0, err

@@ -164,8 +164,12 @@ def test_symbols_and_since_filters(monkeypatch: pytest.MonkeyPatch,
     code, plan, _ = reconcile("--dry-run", "--symbols", "aapl")
     assert [r["symbol"] for r in plan["positions"]] == ["AAPL"]
 
-    from datetime import date
-    code, plan, _ = reconcile("--dry-run", "--since", date.today().isoformat())
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(ZoneInfo("America/New_York")).date().isoformat()
+    code, plan, _ = reconcile("--dry-run", "--since", today)
+    assert code == 0
     by_symbol = {o["symbol"]: o for o in plan["orders"]}
     assert by_symbol["AAPL"]["status"] == "planned"
     assert by_symbol["MSFT"]["status"] == "skipped"
@@ -203,7 +207,8 @@ def test_failed_order_shows_reason_and_what_to_do(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("COLUMNS", "200")
     sandbox.set_symbol("AAPL", behavior="reject_buying_power")
     code, out, _ = invoke("reconcile")
-    assert code == 1 and "FAILED AAPL: insufficient buying power (HTTP 403, code 40310000). What to do:" in out
+    assert code == 1
+    assert "FAILED AAPL: insufficient buying power (HTTP 403, code 40310000). What to do:" in out
 
 
 def test_old_script_name_runs_the_same_reconciliation(monkeypatch: pytest.MonkeyPatch,

@@ -1,0 +1,107 @@
+"""Every reconciliation run, dry or not: what it started from, what it planned, how it ended,
+and what became of each compensating order since.
+
+    document = reconciliations_document(views, limit=20)   # plain values: Decimal, datetime
+    print_json(document)                                    # commands.output: decimal strings
+
+`commands reconciliations --json` and the web page's JSON endpoint print this one document,
+so the two agree by construction. The plan rows and orders are as the run stored them; an
+order's status, fills and broker ids come from the orders view, so a run from last week
+shows whether its order filled after the run ended.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from ledger.domain import Reconciliation
+from projections.state import OrderRecord
+from projections.views import Views
+
+DEFAULT_LIMIT = 20
+
+# A dry run's orders were never requested: they keep the status `reconcile --json` gave them.
+DRY_RUN_STATUS = "planned"
+# A run that stored its plan but never its completion (it crashed, or still runs).
+INCOMPLETE = "incomplete"
+
+
+def _order_id(value: Any) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def order_document(planned: dict[str, Any], record: OrderRecord | None,
+                   dry_run: bool) -> dict[str, Any]:
+    """One compensating order: as planned, then as the orders view holds it now."""
+    # A run's orders are stored with its plan, in one save: one missing from the view is
+    # "unknown" (the views lag, or the store was damaged), never silently dropped.
+    live = record.status if record is not None else "unknown"
+    status = DRY_RUN_STATUS if dry_run else live
+    return {
+        "symbol": planned.get("symbol"),
+        "side": planned.get("side"),
+        "qty": planned.get("qty"),
+        "type": planned.get("type"),
+        "limit_price": planned.get("limit_price"),
+        "client_order_id": planned.get("client_order_id"),
+        "order_id": planned.get("order_id"),
+        "status": status,
+        "filled_qty": None if record is None else record.filled_qty,
+        "avg_fill_price": None if record is None else record.avg_fill_price,
+        "broker": None if record is None else record.broker,
+        "broker_order_id": None if record is None else record.broker_order_id,
+        "error": None if record is None else record.error,
+    }
+
+
+def outcome(run: Reconciliation, orders: list[dict[str, Any]]) -> str:
+    """One word for the run: what a person scanning the list needs first."""
+    if not run.completed:
+        return INCOMPLETE
+    if run.dry_run:
+        return "dry_run"
+    if any(o["status"] in ("submission_failed", "rejected", "unknown") for o in orders):
+        return "attention"
+    if not orders:
+        return "in_sync"
+    return "submitted"
+
+
+def run_document(views: Views, run: Reconciliation) -> dict[str, Any]:
+    orders = []
+    for planned in run.orders:
+        order_id = _order_id(planned.get("order_id"))
+        record = None if run.dry_run or order_id is None else views.order(order_id)
+        orders.append(order_document(planned, record, run.dry_run))
+    return {
+        "run_id": run.id,
+        "started_at": run.created_on,
+        "ended_at": run.modified_on if run.completed else None,
+        "dry_run": run.dry_run,
+        "broker": run.broker,
+        "paper": run.paper,
+        "sync_id": run.sync_id,
+        "filters": run.filters,
+        "market": run.market,
+        "outcome": outcome(run, orders),
+        # The plan rows as stored: local, broker, open qty, delta, cause, status per symbol.
+        "positions": list(run.rows),
+        "orders": orders,
+        "summary": dict(run.counts) if run.completed else None,
+    }
+
+
+def reconciliations_document(views: Views, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+    """The newest `limit` runs, newest first. `views` must have caught up with the events."""
+    runs = views.ledger.recent_reconciliations(limit, include_dry_runs=True)
+    return {
+        "limit": limit,
+        "count": len(runs),
+        "runs": [run_document(views, run) for run in runs],
+    }
