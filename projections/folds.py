@@ -238,7 +238,8 @@ def open_qty_by_symbol(
     although it existed before the snapshot is not open at the broker. Paper orders never
     reach the broker; a compensating order requested but not yet sent counts, so a second
     reconciliation does not correct the same difference again. Notional orders have no
-    quantity to net and are left out.
+    quantity to net and are left out. A decision order in flight is left out too: its
+    fills will move both books alike, so it is no part of their difference.
     """
     at_broker = {str(o.get("client_order_id") or ""): o for o in snapshot_open_orders}
     known: set[str] = set()
@@ -250,7 +251,12 @@ def open_qty_by_symbol(
 
     for order in ledger_orders:
         known.add(order.client_order_id)
-        if order.broker == "paper" or order.qty is None or order.status not in OPEN_STATUSES:
+        if (
+            order.purpose == "decision"
+            or order.broker == "paper"
+            or order.qty is None
+            or order.status not in OPEN_STATUSES
+        ):
             continue
         listed = at_broker.get(order.client_order_id)
         if order.broker is None:

@@ -13,7 +13,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.domain import Order, Reconciliation
 from ledger.domain.planning import SymbolFacts
-from projections.folds import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, open_qty_by_symbol, signed
+from projections.folds import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, signed
 from projections.state import OrderRecord
 from projections.views import Views
 
@@ -50,31 +50,21 @@ class ReconcileBooks:
         self, *, now: datetime, recent_runs: list[Reconciliation], since: date | None = None
     ) -> list[SymbolFacts]:
         views = self.views
-        local = {row.symbol: row.qty for row in views.local_book()}
-        broker_book = views.broker_book()
-        broker = {row.symbol: row.qty for row in broker_book.positions}
-        account = broker_book.account
+        account = views.broker_account()
         snapshot_orders = list(account.open_orders) if account else []
-        open_orders = views.orders(open_only=True)
-        pending = pending_qty(snapshot_orders, account.broker_time if account else None,
-                              open_orders)
-        in_flight = in_flight_symbols(snapshot_orders, open_orders)
+        in_flight = in_flight_symbols(snapshot_orders, views.orders(open_only=True))
         prices = last_prices(snapshot_positions(views))
         recent = self.recent_broker_fills(now)
         compensated = consecutive_compensations(recent_runs)
         traded = set() if since is None else views.traded_symbols_since(since)
         facts = []
-        for symbol in sorted(set(local) | set(broker) | set(pending)):
-            local_qty = local.get(symbol, ZERO)
-            broker_qty = broker.get(symbol, ZERO)
-            open_qty = pending.get(symbol, ZERO)
-            if not (local_qty or broker_qty or open_qty):
-                continue
+        for row in views.diff():
+            symbol = row.symbol
             fact = SymbolFacts(
                 symbol=symbol,
-                local_qty=local_qty,
-                broker_qty=broker_qty,
-                pending_qty=open_qty,
+                local_qty=row.local_qty,
+                broker_qty=row.broker_qty,
+                pending_qty=row.open_qty,
                 in_flight=symbol in in_flight,
                 last_broker_fill_at=recent.get(symbol),
                 last_price=prices.get(symbol),
@@ -82,7 +72,7 @@ class ReconcileBooks:
                 # Only "on or after --since" matters to the plan, not the exact day.
                 last_local_trade_day=since if symbol in traded else None,
             )
-            if local_qty - broker_qty - open_qty:
+            if row.delta:
                 fact = self._explain(fact)
             facts.append(fact)
         return facts
@@ -148,24 +138,6 @@ class ReconcileBooks:
                 break
             stop = start - 1
         return found
-
-
-def pending_qty(
-    snapshot_orders: list[dict[str, Any]],
-    broker_time: datetime | None,
-    open_orders: Iterable[OrderRecord],
-) -> dict[str, Decimal]:
-    """Open quantity that will move the broker book but not the local book.
-
-    A decision order in flight will move both books alike, so it is not netted (the
-    symbol is skipped as in flight instead); compensating orders and orders the ledger
-    did not originate are.
-    """
-    return open_qty_by_symbol(
-        [o for o in snapshot_orders if o.get("purpose") != "decision"],
-        broker_time,
-        [o.for_netting() for o in open_orders if o.purpose != "decision"],
-    )
 
 
 def in_flight_symbols(

@@ -252,6 +252,19 @@ class Views:
                 where=f'"status" IN ({", ".join("?" for _ in OPEN_STATUSES)})',
                 params=sorted(OPEN_STATUSES),
             )
+            # An order the last snapshot lists as open may have finished since: the ledger
+            # must vouch for it too, or it would be netted as an order it does not know.
+            open_ids = {order_from_row(row).client_order_id for row in open_rows}
+            listed = sorted(
+                {str(o.get("client_order_id") or "") for o in account.open_orders} - open_ids
+            ) if account else []
+            if listed:
+                open_rows = [*open_rows, *self.store.select(
+                    tx,
+                    ORDERS,
+                    where=f'"client_order_id" IN ({", ".join("?" for _ in listed)})',
+                    params=listed,
+                )]
         open_orders = [order_from_row(row).for_netting() for row in open_rows]
         pending = open_qty_by_symbol(
             account.open_orders if account else [],

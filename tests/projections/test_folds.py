@@ -161,7 +161,8 @@ def order(
     filled="0",
     status="accepted",
     broker="alpaca",
-    purpose="decision",
+    # Compensating orders are what the netting is for: a decision order moves both books.
+    purpose="compensation",
     cid="tl-1",
     at=WHEN,
 ):

@@ -130,3 +130,19 @@ def test_extended_hours_uses_limit_orders_across_the_last_price() -> None:
     sell = one(SymbolFacts("A", D(4), D(10), last_price=D("0.5")), rules).order
     assert (sell.side, sell.limit_price) == ("sell", D("0.4950"))
     assert limit_price_for("buy", D(100), D("0.005")) == D("100.50")
+
+
+def test_decision_order_in_flight_is_no_part_of_the_difference() -> None:
+    """Its fills move both books alike; netting it would plan the opposite trade."""
+    from projections.folds import OpenOrder, open_qty_by_symbol
+
+    def order(purpose: str, client_order_id: str) -> OpenOrder:
+        return OpenOrder(client_order_id=client_order_id, symbol="AAPL", side="buy",
+                         purpose=purpose, status="accepted", broker="alpaca", qty=D(10),
+                         filled_qty=D(0), requested_at=NOW)
+
+    snapshot = [{"client_order_id": "tl-d", "symbol": "AAPL", "side": "buy", "qty": "10",
+                 "filled_qty": "0", "purpose": "decision"}]
+    assert open_qty_by_symbol(snapshot, NOW, [order("decision", "tl-d")]) == {}
+    assert open_qty_by_symbol([], NOW - timedelta(seconds=1),
+                              [order("compensation", "tl-c")]) == {"AAPL": D(10)}
