@@ -9,7 +9,7 @@ import click
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from commands.audit import audit
-from commands.errors import EXIT_USAGE, CommandError
+from commands.errors import EXIT_ATTENTION, EXIT_USAGE, CommandError
 from commands.events import events
 from commands.positions import positions
 from commands.rebuild import rebuild
@@ -20,18 +20,75 @@ from commands.serve import serve
 from commands.session import Session
 from commands.sync import sync
 from commands.trade import trade
+from ledger.brokers.port import BrokerReadError
 from ledger.domain.reconciliation_lock import LockHeld
 from ledger.domain.values import InvalidInput
 from ledger.settings import ConfigurationError
 from ledger.storage import StoreUnavailable
 
 
+def usage_line(error: click.UsageError) -> str:
+    """click's usage error as one line (click prints four, the usage text first)."""
+    where = error.ctx.command_path if error.ctx is not None else "commands"
+    message = " ".join(error.format_message().split())  # "Choose from:" lists span lines
+    return f"Error: {message} (see '{where} --help')"
+
+
+def store_failure(error: PersistenceError, session: Any) -> tuple[str, int]:
+    """One line and an exit code for a store that failed mid-command. Every save is one
+    transaction: the step that failed recorded nothing, and what came before it stands."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    cause = lines[0] if lines else type(error).__name__
+    if isinstance(session, Session):
+        cause = session.scrub(cause)
+    lowered = cause.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return (
+            f"the event store is busy: another process kept it locked too long ({cause}); "
+            "this step recorded nothing: run the command again",
+            EXIT_ATTENTION,
+        )
+    if "connection" in lowered or "server closed" in lowered or "terminating" in lowered:
+        return (
+            f"the event store's server went away ({cause}); this step recorded nothing: "
+            "run the command again",
+            EXIT_ATTENTION,
+        )
+    if "disk is full" in lowered or "no space" in lowered:
+        return (
+            f"the event store's disk is full ({cause}); this step recorded nothing: free "
+            "some space and run the command again",
+            EXIT_USAGE,
+        )
+    if "readonly" in lowered or "read-only" in lowered:
+        return (
+            f"the event store is read-only ({cause}); this step recorded nothing: make the "
+            "database writable",
+            EXIT_USAGE,
+        )
+    return f"the event store failed ({cause}); this step recorded nothing", EXIT_USAGE
+
+
 class LedgerGroup(click.Group):
     """Turns the errors a user can fix into one line on stderr and a documented exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `commands` alone prints the help
+        except click.UsageError as error:
+            click.echo(usage_line(error), err=True)
+            ctx.exit(EXIT_USAGE)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as error:
+            click.echo(usage_line(error), err=True)
+            ctx.exit(EXIT_USAGE)
         except LockHeld as error:
             click.echo(f"Error: {error}", err=True)
             ctx.exit(1)
@@ -41,6 +98,10 @@ class LedgerGroup(click.Group):
         except (ConfigurationError, StoreUnavailable, InvalidInput) as error:
             click.echo(f"Error: {error}", err=True)
             ctx.exit(EXIT_USAGE)
+        except BrokerReadError as error:
+            # Commands say more where they can; this keeps any other read failure one line.
+            click.echo(f"Error: the broker could not be read: {error}", err=True)
+            ctx.exit(EXIT_USAGE)
         except IntegrityError as error:
             click.echo(
                 f"Error: another writer changed the same record first ({error}); run the "
@@ -49,8 +110,9 @@ class LedgerGroup(click.Group):
             )
             ctx.exit(1)
         except PersistenceError as error:
-            click.echo(f"Error: the event store failed: {error}", err=True)
-            ctx.exit(EXIT_USAGE)
+            message, code = store_failure(error, ctx.obj)
+            click.echo(f"Error: {message}", err=True)
+            ctx.exit(code)
 
 
 @click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -37,8 +37,13 @@ def _summary(data: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+# Far more than anyone reads in a terminal, and within the database's integers (a larger
+# number overflowed SQLite's).
+MAX_LIMIT = 1_000_000
+
+
 @click.command()
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=MAX_LIMIT))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 def events(session: Session, limit: int, as_json: bool) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,7 @@ from projections.state import BrokerAccountState
 from projections.views import PositionRow
 
 BOOKS = ("local", "broker", "diff")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_as_of(text: str, zone: ZoneInfo) -> datetime:
@@ -27,16 +28,25 @@ def parse_as_of(text: str, zone: ZoneInfo) -> datetime:
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
-            next_day = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
-            return next_day - timedelta(microseconds=1)
-        instant = datetime.fromisoformat(value)
+            instant = datetime.combine(day, time.max, tzinfo=zone)
+        else:
+            instant = datetime.fromisoformat(value)
+            if instant.tzinfo is None:
+                instant = instant.replace(tzinfo=zone)
+        # Every event time is UTC: an instant that has no UTC value cannot be compared.
+        utc = instant.astimezone(UTC)
     except ValueError:
         raise CommandError(
             f"--as-of {text!r} is not an ISO-8601 date or time: use for example 2026-01-05 "
             "or 2026-01-05T16:00:00-05:00",
             EXIT_USAGE,
         ) from None
-    return instant if instant.tzinfo is not None else instant.replace(tzinfo=zone)
+    except OverflowError:
+        raise CommandError(f"--as-of {text!r} is out of range", EXIT_USAGE) from None
+    if instant.year < 1970 or utc < EPOCH:
+        # Nothing in a ledger is that old: most likely a typo in the year.
+        raise CommandError(f"--as-of {text!r} is before 1970: check the year", EXIT_USAGE)
+    return instant
 
 
 @click.command()

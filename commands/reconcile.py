@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
-from commands.errors import EXIT_ATTENTION, CommandError
+from commands.errors import EXIT_ATTENTION, EXIT_USAGE, CommandError
 from commands.output import console, decimal_text, print_json
 from commands.session import Session
+from ledger.brokers.port import BrokerReadError
 from ledger.reconciling import Reconciler, ReconcileRequest, ReconcileResult, parse_symbols
 from projections.reconcile_books import ReconcileBooks
 
@@ -27,6 +28,9 @@ def parse_day(text: str | None, option: str, zone: ZoneInfo) -> date | None:
         raise CommandError(f"{option} {text!r} is not a date: use YYYY-MM-DD") from None
     if day > datetime.now(zone).date():
         raise CommandError(f"{option} {text} is in the future")
+    if day.year < 1970:
+        # Nothing in a ledger is that old: most likely a typo in the year.
+        raise CommandError(f"{option} {text} is before 1970: check the year")
     return day
 
 
@@ -69,7 +73,16 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
         settings,
     )
     reconciler.check(request)
-    result = reconciler.run(request)
+    try:
+        result = reconciler.run(request)
+    except BrokerReadError as error:
+        # Invariant 9: a failed read is never "flat". One line, no plan, nothing sent.
+        advice = "check your API keys" if error.auth else "run reconcile again later"
+        raise CommandError(
+            f"Reconciliation stopped: the broker could not be read, so nothing was planned "
+            f"or sent ({error}); {advice}",
+            EXIT_USAGE,
+        ) from None
     document = result_document(result)
     if as_json:
         print_json(document)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
@@ -46,7 +47,7 @@ def run(session: Session) -> None:
             resync_interval=float(settings.resync_interval_seconds),
             lookback=timedelta(days=settings.sync_lookback_days),
             on_report=_report,
-            on_error=lambda error: error_console.print(f"Warning: broker poll failed: {error}"),
+            on_error=lambda error: _warn(error, interval, session.scrub),
         )
     except BrokerReadError as error:
         raise sync_failure(error) from None
@@ -54,6 +55,20 @@ def run(session: Session) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo("tradeledger service stopped.")
+
+
+def _warn(error: Exception, interval: float, scrub: Callable[[str], str]) -> None:
+    if isinstance(error, BrokerReadError):
+        error_console.print(f"Warning: broker poll failed: {error}", markup=False)
+        return
+    # The event store failed (a database restart, a lock held too long): nothing of this
+    # poll was recorded; the next one reads the broker again from the same place.
+    lines = str(error).strip().splitlines()
+    cause = scrub(lines[0]) if lines else type(error).__name__
+    error_console.print(
+        f"Warning: the event store failed ({cause}); trying again in {interval:g} s",
+        markup=False,
+    )
 
 
 def _report(report: SyncReport) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.settings import Settings, load_settings
+from ledger.settings import ConfigurationError, Settings, load_settings
+from ledger.storage import parse_database_url
 
 
 class Session:
@@ -23,6 +24,16 @@ class Session:
         if self._ledger is None:
             self._ledger = open_ledger(self.settings)
         return self._ledger
+
+    def scrub(self, text: str) -> str:
+        """`text` without the database password, for messages about the store."""
+        if self._settings is None:
+            return text
+        try:
+            config = parse_database_url(self._settings.database_url.get_secret_value())
+        except ConfigurationError:
+            return text
+        return config.scrub(text)
 
     def __enter__(self) -> Session:
         return self

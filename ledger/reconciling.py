@@ -112,8 +112,16 @@ _HINTS = {
     "42210000": "the asset is not tradable at Alpaca: adjust the local book with an adjustment",
     "40010001": "an order with this client order id exists: the next sync records it",
     "429": "Alpaca is rate limiting: run reconcile again in a minute",
+    # The adapter reports Alpaca's own code for a rate limit.
+    "42910000": "Alpaca is rate limiting: run reconcile again in a minute",
     "timeout": "the broker did not answer in time: the next run looks the order up first",
 }
+# The adapter's codes for a broker that failed or could not be reached (an order whose
+# outcome is unknown is looked up by the next run before anything is sent).
+_BROKER_FAILED_CODES = frozenset(
+    {"connection", "connection_lost", "outcome_unknown", "malformed_reply", "lookup_failed",
+     "transport_error", "unexpected_error", "unreachable"}
+)
 
 
 def hint_for(code: str, message: str) -> str:
@@ -121,7 +129,7 @@ def hint_for(code: str, message: str) -> str:
         return _HINTS[code]
     if "market" in message.lower() and "closed" in message.lower():
         return "the market is closed: run again when it opens, or use --extended-hours"
-    if code.startswith("5") or code in ("connection", "outcome_unknown"):
+    if code.startswith(("5", "http_5")) or code in _BROKER_FAILED_CODES:
         return "the broker failed: run reconcile again; it settles this order first"
     return "see the broker's message; fix the cause and run reconcile again"
 
@@ -215,8 +223,9 @@ class Reconciler:
         )
         orders = [self._compensation(run_id, row) for row in rows if row.order is not None]
         result.orders = [self._outcome(order) for order in orders]
+        by_symbol = facts_by_symbol(facts)  # once: per row, 5,000 symbols took seconds
         run.plan(
-            rows=[row_record(row, facts_by_symbol(facts)) for row in rows],
+            rows=[row_record(row, by_symbol) for row in rows],
             orders=[outcome_record(o) for o in result.orders],
             market=None if clock is None else clock_record(clock),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -22,6 +23,16 @@ class ConfigurationError(Exception):
 
 
 _BOOLEANS = {"true": True, "false": False}
+# Bounds that catch a typo before it becomes an endless wait (a float of 1e400 seconds is
+# infinity) or a broker hammered with retries.
+MAX_SECONDS = Decimal(86400 * 7)
+MAX_RETRY_WAIT_SECONDS = Decimal(30)
+MAX_RETRY_ATTEMPTS = 10
+_WHOLE_NUMBER_BOUNDS = {
+    "ALPACA_RETRY_ATTEMPTS": (0, MAX_RETRY_ATTEMPTS),
+    "LEDGER_SYNC_LOOKBACK_DAYS": (1, 36500),
+    "LEDGER_SQLITE_LOCK_TIMEOUT_SECONDS": (1, 3600),
+}
 
 
 class Settings(BaseSettings):
@@ -47,6 +58,9 @@ class Settings(BaseSettings):
     alpaca_retry_wait_seconds: Decimal = Field(Decimal(3), alias="ALPACA_RETRY_WAIT_SECONDS")
     # How far back the very first sync reads fills; later syncs continue where the last stopped.
     sync_lookback_days: int = Field(30, alias="LEDGER_SYNC_LOOKBACK_DAYS")
+    # How long a command waits for another process's SQLite write before it gives up with
+    # "the event store is busy" (PostgreSQL has no such single write lock).
+    sqlite_lock_timeout_seconds: int = Field(30, alias="LEDGER_SQLITE_LOCK_TIMEOUT_SECONDS")
     # `commands run` polls orders and fills; a full sync (a new broker snapshot) this often.
     resync_interval_seconds: Decimal = Field(Decimal(900), alias="LEDGER_RESYNC_INTERVAL_SECONDS")
     # Alpaca's positions can lag its fills: no compensation this soon after a broker fill.
@@ -85,6 +99,16 @@ class Settings(BaseSettings):
         text = str(value).strip().rstrip("/")
         if not text.startswith(("http://", "https://")):
             raise ValueError(f"ALPACA_BASE_URL must start with http:// or https:// (got {value!r})")
+        try:
+            parts = urlsplit(text)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if parts is None or not parts.hostname or not port_ok or any(c.isspace() for c in text):
+            raise ValueError(
+                f"ALPACA_BASE_URL must be a URL such as https://paper-api.alpaca.markets "
+                f"(got {value!r})"
+            )
         # alpaca-py appends the API version itself.
         return text.removesuffix("/v2")
 
@@ -111,8 +135,11 @@ class Settings(BaseSettings):
             number = to_decimal(value, name)
         except InvalidInput as error:
             raise ValueError(str(error)) from None
-        if number <= 0:
-            raise ValueError(f"{name} must be a number of seconds above zero (got {value!r})")
+        if number <= 0 or number > MAX_SECONDS:
+            raise ValueError(
+                f"{name} must be a number of seconds above zero and at most {MAX_SECONDS} "
+                f"(got {value!r})"
+            )
         return number
 
     @field_validator("recent_fill_seconds", "extended_hours_slippage", mode="before")
@@ -148,18 +175,25 @@ class Settings(BaseSettings):
             number = to_decimal(value, "ALPACA_RETRY_WAIT_SECONDS")
         except InvalidInput as error:
             raise ValueError(str(error)) from None
-        if number < 0:
-            raise ValueError(f"ALPACA_RETRY_WAIT_SECONDS must be zero or more (got {value!r})")
+        if number < 0 or number > MAX_RETRY_WAIT_SECONDS:
+            raise ValueError(
+                f"ALPACA_RETRY_WAIT_SECONDS must be from 0 to {MAX_RETRY_WAIT_SECONDS} "
+                f"(got {value!r})"
+            )
         return number
 
-    @field_validator("alpaca_retry_attempts", "sync_lookback_days", mode="before")
+    @field_validator(
+        "alpaca_retry_attempts", "sync_lookback_days", "sqlite_lock_timeout_seconds", mode="before"
+    )
     @classmethod
     def _whole_number(cls, value: Any, info: Any) -> int:
         name = cls.model_fields[info.field_name].alias
-        lowest = 0 if info.field_name == "alpaca_retry_attempts" else 1
+        lowest, highest = _WHOLE_NUMBER_BOUNDS[name]
         text = str(value).strip()
-        if isinstance(value, bool) or not text.isdigit() or int(text) < lowest:
-            raise ValueError(f"{name} must be a whole number of at least {lowest} (got {value!r})")
+        if isinstance(value, bool) or not text.isdigit() or not lowest <= int(text) <= highest:
+            raise ValueError(
+                f"{name} must be a whole number from {lowest} to {highest} (got {value!r})"
+            )
         return int(text)
 
     @property
@@ -182,6 +216,13 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: Any) -> Set
     """Read and check the configuration, or raise one ConfigurationError line."""
     try:
         return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except UnicodeDecodeError as error:
+        raise ConfigurationError(
+            f"{env_file} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}): save it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise ConfigurationError(f"{env_file} cannot be read: {error.strerror}") from None
     except ValidationError as error:
         first = error.errors()[0]
         message = str(first.get("msg", "")).removeprefix("Value error, ")

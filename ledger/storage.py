@@ -7,6 +7,8 @@ PostgreSQL to `eventsourcing.postgres` (psycopg 3 and its connection pool).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -82,9 +84,12 @@ def _sqlite(url: str) -> StoreConfig:
 
 
 def _postgres(url: str) -> StoreConfig:
-    parts = urlsplit(url)
-    password = unquote(parts.password or "")
     display = mask_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # "Invalid IPv6 URL": an unclosed [ in the host
+        raise ConfigurationError(f"LEDGER_DATABASE_URL {display} is malformed: {error}") from None
+    password = unquote(parts.password or "")
     dbname = unquote(parts.path.lstrip("/"))
     if not parts.hostname or not dbname:
         raise ConfigurationError(
@@ -94,7 +99,7 @@ def _postgres(url: str) -> StoreConfig:
         port = parts.port or 5432
     except ValueError:
         raise ConfigurationError(
-            f"LEDGER_DATABASE_URL {display} has a port that is not a number"
+            f"LEDGER_DATABASE_URL {display} has a port that is not a number from 0 to 65535"
         ) from None
     query = parse_qs(parts.query)
     schema = (query.get("schema") or [""])[0] or None
@@ -124,19 +129,30 @@ def _postgres(url: str) -> StoreConfig:
     )
 
 
-def prepare_postgres(config: StoreConfig) -> None:
-    """Connect once, directly, before the pool does.
+# pg_advisory_lock(key, hashtext(schema)) is held while a process creates the event tables
+# of one schema; "tlst" as a 32-bit key.
+_STORE_SETUP_LOCK = 0x746C_7374
+
+
+@contextmanager
+def prepare_postgres(config: StoreConfig) -> Iterator[None]:
+    """Connect once, directly, before the pool does, and hold the store's setup lock
+    while the body opens the event store.
 
     A pool hides the cause of a failed connection behind a timeout; this first
     connection fails at once with the server's own words (wrong password, unknown
     role or database, nothing listening), and creates the schema the URL names.
+    eventsourcing creates its tables, types and functions on every start (CREATE OR
+    REPLACE FUNCTION among them), and two processes doing so at once fail with "tuple
+    concurrently updated": the advisory lock makes starting processes take turns.
     """
     import psycopg
     from psycopg import sql
 
     env = config.env
+    lock = (_STORE_SETUP_LOCK, config.schema or "public")
     try:
-        with psycopg.connect(
+        conn = psycopg.connect(
             dbname=env["POSTGRES_DBNAME"],
             host=env["POSTGRES_HOST"],
             port=env["POSTGRES_PORT"],
@@ -144,14 +160,26 @@ def prepare_postgres(config: StoreConfig) -> None:
             password=env["POSTGRES_PASSWORD"],
             connect_timeout=5,
             autocommit=True,
-        ) as conn:
+        )
+    except psycopg.Error as error:
+        raise _unavailable(config, error) from None
+    with conn:
+        try:
+            conn.execute("SET lock_timeout = '30s'")
+            conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", lock)
             if config.schema:
                 conn.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
                 )
-    except psycopg.Error as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        cause = config.scrub("; ".join(lines) if lines else type(error).__name__)
-        raise StoreUnavailable(
-            f"Cannot open the event store at {config.display}: {cause}"
-        ) from None
+        except psycopg.Error as error:
+            raise _unavailable(config, error) from None
+        yield
+        # Closing the connection releases the lock too; unlocking says so explicitly.
+        with suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", lock)
+
+
+def _unavailable(config: StoreConfig, error: Exception) -> StoreUnavailable:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    cause = config.scrub("; ".join(lines) if lines else type(error).__name__)
+    return StoreUnavailable(f"Cannot open the event store at {config.display}: {cause}")

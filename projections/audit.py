@@ -113,6 +113,10 @@ def parse_day(text: str, zone: ZoneInfo, now: datetime | None = None) -> date:
         raise InvalidInput(
             f"{text!r} is not a date: use YYYY-MM-DD, for example 2026-01-05"
         ) from None
+    if day.year < 1970:
+        raise InvalidInput(
+            f"{day.isoformat()} is before 1970: the ledger records nothing that early"
+        )
     today = (now or datetime.now(UTC)).astimezone(zone).date()
     if day > today:
         raise InvalidInput(

@@ -3,17 +3,21 @@ tail of the event log)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
+from ledger.application import Ledger
 from ledger.domain import Order, Reconciliation
 from ledger.domain.planning import SymbolFacts
 from projections.folds import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, signed
+from projections.runner import _TIMESTAMP_PREFIX
 from projections.state import OrderRecord
 from projections.views import Views
 
@@ -27,6 +31,20 @@ _TAIL_LIMIT = 100_000
 
 def _at_a_broker(order: OrderRecord) -> bool:
     return order.broker not in (None, "paper")
+
+
+def _recorded_at(ledger: Ledger, notification: Notification) -> datetime:
+    """When an event was stored (its `timestamp`), read from the front of its stored state
+    as the rebuild does (`projections.runner`), without decoding the rest of it."""
+    state = notification.state
+    mapper = ledger.mapper
+    if (mapper.cipher is None and mapper.compressor is None
+            and state.startswith(_TIMESTAMP_PREFIX)):
+        start = len(_TIMESTAMP_PREFIX)
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(state[start:state.find(b'"', start)].decode())
+    timestamp: datetime = mapper.to_domain_event(notification).timestamp
+    return timestamp
 
 
 class ReconcileBooks:
@@ -119,13 +137,15 @@ class ReconcileBooks:
         scanned = 0
         while stop >= 1 and scanned < _TAIL_LIMIT:
             start = max(1, stop - _TAIL_PAGE + 1)
-            page = ledger.recorder.select_notifications(start=start, limit=_TAIL_PAGE, stop=stop)
-            scanned += len(page)
-            oldest: datetime | None = None
-            for notification in reversed(page):
+            # Only fills are read: the tail also holds syncs and plans with a row per
+            # symbol held, which cost far more to read and decode than they tell here.
+            fills = ledger.recorder.select_notifications(
+                start=start, limit=_TAIL_PAGE, stop=stop, topics=_FILL_TOPICS
+            )
+            scanned += stop - start + 1
+            for notification in reversed(fills):
                 event = ledger.mapper.to_domain_event(notification)
-                oldest = event.timestamp
-                if notification.topic not in _FILL_TOPICS or event.filled_at < cutoff:
+                if event.filled_at < cutoff:
                     continue
                 if event.originator_id not in order_cache:
                     order_cache[event.originator_id] = self.views.order(event.originator_id)
@@ -134,7 +154,9 @@ class ReconcileBooks:
                     newest = found.get(order.symbol)
                     if newest is None or event.filled_at > newest:
                         found[order.symbol] = event.filled_at
-            if oldest is not None and oldest < cutoff - _CLOCK_MARGIN:
+            # The window's oldest event says whether to read further back.
+            first = ledger.recorder.select_notifications(start=start, limit=1, stop=stop)
+            if first and _recorded_at(ledger, first[0]) < cutoff - _CLOCK_MARGIN:
                 break
             stop = start - 1
         return found

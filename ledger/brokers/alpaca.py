@@ -2,17 +2,18 @@
 
 alpaca-py 0.44 is used for every call, with four of its habits worked around here:
 it sets no HTTP timeout (a hung broker would hang us), it retries 429/504 itself
-(POSTs too, so a POST that worked can come back as "duplicate client order id"),
-`APIError.code` raises on a non-JSON body (nginx's HTML 502), and its models refuse
-enum values Alpaca adds later. So the client runs with `raw_data=True` on a session
-that always has a timeout and reads JSON numbers as `Decimal`, and every reply is
-parsed by the tolerant models below.
+(POSTs too, after a fixed wait, ignoring Retry-After), `APIError.code` raises on a
+non-JSON body (nginx's HTML 502), and its models refuse enum values Alpaca adds later.
+So the client runs with `raw_data=True` on a session that always has a timeout and
+reads JSON numbers as `Decimal`, retries by the ledger's own rule (`retry_delay`), and
+every reply is parsed by the tolerant models below.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -55,6 +56,36 @@ ACTIVITY_PAGE_SIZE = 100  # Alpaca's maximum
 ORDER_PAGE_SIZE = 500  # Alpaca's maximum
 # Non-trade activities that change what or how much is held (DESIGN.md invariant 10).
 POSITION_ACTIVITY_TYPES = ("SPLIT", "NC", "MA", "REORG", "SPIN")
+# A command waits this long at most for one retry; a broker asking for longer gets its
+# error reported ("retry after N s") instead of a command that seems to hang.
+LONGEST_WAIT_SECONDS = 30.0
+# Answers that say the request was not acted on, so sending it again cannot duplicate it.
+_NOT_ACTED_ON = frozenset({429})
+# Answers after which a read may simply be asked again; a POST may have been acted on.
+_READ_AGAIN = frozenset({429, 500, 502, 503, 504})
+
+
+def retry_delay(
+    method: str, status: int | None, retry_after: str | None, attempt: int, *, base: float
+) -> float | None:
+    """Seconds to wait before sending a failed request again, or None when it must not be.
+
+    Only what is safe is retried: any request Alpaca refused unseen (429: rate limited),
+    and reads after a server error or a dropped connection (`status` None). An order POST
+    that met a server error may have created the order: the router looks it up instead.
+    The wait doubles each time, and is at least what the broker's Retry-After asks.
+    """
+    safe = _NOT_ACTED_ON if method.upper() not in ("GET", "HEAD") else _READ_AGAIN | {None}
+    if status not in safe:
+        return None
+    wait = base * 2**attempt
+    if retry_after is not None:
+        try:
+            asked = float(retry_after.strip())
+        except ValueError:
+            asked = 0.0  # an HTTP date: rare from Alpaca; the backoff stands
+        wait = max(wait, asked)
+    return wait if wait <= LONGEST_WAIT_SECONDS else None
 
 
 # -- Alpaca's JSON, read tolerantly --------------------------------------------------------
@@ -288,6 +319,50 @@ class ExactLimitOrderRequest(_ExactOrderFields, LimitOrderRequest):
     limit_price: Decimal | None = None  # type: ignore[assignment]
 
 
+class RetryingTradingClient(TradingClient):
+    """alpaca-py's client with the ledger's retry rule (`retry_delay`) in place of its own.
+
+    alpaca-py's loop runs with `_retry = 0` (one attempt per call); this one decides per
+    method and status, backs off, honours Retry-After, and stops after `retry_attempts`.
+    """
+
+    retry_attempts: int = 0
+
+    def _request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return super()._request(method, path, *args, **kwargs)
+            except APIError as error:
+                response = getattr(error, "response", None)
+                headers = getattr(response, "headers", None) or {}
+                status, retry_after = _status(error), headers.get("Retry-After")
+                failure: BaseException = error
+            except requests.exceptions.ConnectionError as error:
+                if isinstance(error, requests.exceptions.ConnectTimeout) or _never_connected(
+                    error
+                ):
+                    raise  # nothing listening: asking again at once will not help
+                status, retry_after, failure = None, None, error
+            wait = None
+            if attempt < self.retry_attempts:
+                wait = retry_delay(method, status, retry_after, attempt, base=self._retry_wait)
+            if wait is None:
+                raise failure
+            attempt += 1
+            # INFO, not WARNING: a retry that works is no news; `-v` shows each one.
+            log.info(
+                "Alpaca answered %s %s with %s; trying again in %.2f s (retry %d of %d)",
+                method,
+                path,
+                f"HTTP {status}" if status else "a dropped connection",
+                wait,
+                attempt,
+                self.retry_attempts,
+            )
+            time.sleep(wait)
+
+
 class AlpacaBroker:
     name = "alpaca"
 
@@ -305,7 +380,7 @@ class AlpacaBroker:
         self.paper = paper
         self.timeout = float(timeout_seconds)
         self._secrets = (api_key, secret_key)
-        self.client = TradingClient(
+        self.client = RetryingTradingClient(
             api_key,
             secret_key,
             paper=paper,
@@ -313,8 +388,10 @@ class AlpacaBroker:
             raw_data=True,
         )
         self.client._session = BrokerSession(self.timeout)
-        # TradingClient takes no retry settings and its base class ignores 0: set them here.
-        self.client._retry = retry_attempts
+        # alpaca-py's own loop makes one attempt; RetryingTradingClient retries what is safe,
+        # `retry_attempts` times at most, with `_retry_wait` as the first backoff.
+        self.client._retry = 0
+        self.client.retry_attempts = retry_attempts
         self.client._retry_wait = float(retry_wait_seconds)
         self.base_url = str(self.client._base_url)
 

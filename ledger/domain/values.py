@@ -65,12 +65,27 @@ def to_decimal(value: Any, field: str = "value") -> Decimal:
     return result
 
 
+# Alpaca takes quantities to 9 decimal places, and nothing real trades a billion shares or
+# dollars in one order: anything beyond is a typo (1e9 for 1.9) or a unit mix-up.
+MAX_PLACES = 9
+MAX_AMOUNT = Decimal(1_000_000_000)
+
+
+def check_amount(number: Decimal, field: str, given: Any) -> Decimal:
+    """A positive amount within what a broker can take, or one line saying why not."""
+    if number <= 0:
+        raise InvalidInput(f"{field} must be greater than zero, got {given}")
+    if number > MAX_AMOUNT:
+        raise InvalidInput(f"{field} must be at most {MAX_AMOUNT}, got {given}")
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+        raise InvalidInput(f"{field} must have at most {MAX_PLACES} decimal places, got {given}")
+    return number
+
+
 def _positive(field: str) -> Any:
     def check(value: Any) -> Decimal:
-        number = to_decimal(value, field)
-        if number <= 0:
-            raise InvalidInput(f"{field} must be greater than zero, got {value}")
-        return number
+        return check_amount(to_decimal(value, field), field, value)
 
     return BeforeValidator(check)
 
@@ -159,7 +174,4 @@ def validate(model: type[BaseModel], **fields: Any) -> Any:
 
 
 def parse_price(value: Any, field: str = "price") -> Decimal:
-    number = to_decimal(value, field)
-    if number <= 0:
-        raise InvalidInput(f"{field} must be greater than zero, got {value}")
-    return number
+    return check_amount(to_decimal(value, field), field, value)

@@ -11,13 +11,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from commands.cli import cli
 from commands.output import jsonable
-from commands.session import Session
 from projections import Views
 from projections.audit import TIMELINE_FIELDS, audit_document
 from tests.audit.history import ZONE, History
@@ -40,18 +38,6 @@ def env(history: History, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
 
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def run_command(name: str, *args: str) -> tuple[int, str, str]:
-    """A command through the program when it is registered there, else on its own."""
-    if name in cli.commands:
-        return run(name, *args)
-    from commands.positions import positions
-
-    command: click.Command = {"positions": positions}[name]
-    with Session() as session:
-        result = CliRunner().invoke(command, list(args), obj=session, catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -165,7 +151,7 @@ def test_an_unwritable_csv_is_exit_2(env: Path) -> None:
 
 
 def _as_of(*args: str) -> dict[str, Any]:
-    code, out, err = run_command("positions", "--json", *args)
+    code, out, err = run("positions", "--json", *args)
     assert code == 0, err
     return json.loads(out)
 

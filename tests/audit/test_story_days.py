@@ -235,10 +235,11 @@ def test_monday_begins_at_midnight_eastern_daylight_time_and_ends_with_an_open_o
     assert (still_open["status"], still_open["qty"], still_open["filled_qty"]) == (
         "partially_filled", D(4), D(2)
     )
-    # MSFT: the broker holds 8 and will sell 2 more (open -2): 5 - 8 - (-2) = -1.
+    # MSFT: the open sell is a decision order: its last 2 will leave both books alike
+    # (local 3, broker 6), so it is no part of the difference: 5 - 8 - 0 = -3.
     assert differences(monday) == {
         "AAPL": (D(8), D(0), D(0), D(8)),
-        "MSFT": (D(5), D(8), D(-2), D(-1)),
+        "MSFT": (D(5), D(8), D(0), D(-3)),
         "NVDA": (D(1), D(0), D(0), D(1)),
     }
 
