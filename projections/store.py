@@ -32,7 +32,7 @@ _SETUP_LOCK = 0x746C_7669_6577_73
 
 
 class Tx:
-    """One transaction on the view tables: `?` placeholders on both databases."""
+    """One transaction on the view tables: `?` parameter markers on both databases."""
 
     def __init__(self, raw: Any, dialect: Dialect) -> None:
         self.raw = raw  # what eventsourcing's datastore yielded: its tracking recorder needs it
