@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -330,39 +331,33 @@ class Ledger(Application[UUID]):
         self, limit: int, *, include_dry_runs: bool = True
     ) -> list[Reconciliation]:
         """The newest reconciliation runs, newest first."""
-        wanted = limit
-        while True:
-            started = self._newest_notifications(_STARTED_TOPIC, wanted)
+        ids: list[UUID] = []
+        for notification in self._newest_first(_STARTED_TOPIC):
+            if len(ids) >= limit:
+                break
             # A run's start says whether it was a dry run: only the runs asked for are
             # loaded (a plan holds a row per symbol held, so a run is costly to load).
-            ids = [
-                n.originator_id
-                for n in started
-                if include_dry_runs or not self.mapper.to_domain_event(n).dry_run
-            ]
-            if len(ids) >= limit or len(started) < wanted:
-                return [self.repository.get(run_id) for run_id in ids[:limit]]
-            wanted *= 4
+            if include_dry_runs or not self.mapper.to_domain_event(notification).dry_run:
+                ids.append(notification.originator_id)
+        return [self.repository.get(run_id) for run_id in ids]
 
     def _newest_with_topic(self, topic: str, count: int) -> list[UUID]:
         """Aggregate ids of the newest `count` events of one topic, newest first."""
-        return [n.originator_id for n in self._newest_notifications(topic, count)]
+        return [n.originator_id for n in islice(self._newest_first(topic), count)]
 
-    def _newest_notifications(self, topic: str, count: int) -> list[Notification]:
-        """The newest `count` events of one topic, newest first, scanning back from the
-        end of the log in growing windows."""
-        found: list[Notification] = []
+    def _newest_first(self, topic: str) -> Iterator[Notification]:
+        """The events of one topic, newest first, read back from the end of the log in
+        growing windows (only as far back as the caller reads)."""
         window = 256
         stop = self.recorder.max_notification_id() or 0
-        while stop >= 1 and len(found) < count:
+        while stop >= 1:
             start = max(1, stop - window + 1)
             page = self.recorder.select_notifications(
                 start=start, limit=window, stop=stop, topics=[topic]
             )
-            found.extend(reversed(page))
+            yield from reversed(page)
             stop = start - 1
             window *= 2
-        return found[:count]
 
     def load_order(self, order_id: UUID) -> Order | None:
         try:

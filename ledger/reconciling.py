@@ -51,8 +51,16 @@ class BooksPort(Protocol):
         ...
 
     def symbol_facts(
-        self, *, now: datetime, recent_runs: list[Reconciliation], since: date | None
-    ) -> list[SymbolFacts]: ...
+        self,
+        *,
+        now: datetime,
+        recent_runs: list[Reconciliation],
+        since: date | None,
+        broker_positions: list[dict[str, Any]] | None = None,
+    ) -> list[SymbolFacts]:
+        """`broker_positions`: what the sync just read (its prices), so the snapshot it
+        stored need not be read back; None: from the latest snapshot."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,8 @@ class Reconciler:
         clock = self._market_clock()
         now = self.now()
         facts = self.books.symbol_facts(
-            now=now, recent_runs=self.recent_runs(), since=request.since
+            now=now, recent_runs=self.recent_runs(), since=request.since,
+            broker_positions=report.positions,
         )
         if request.symbols:
             wanted = set(request.symbols)

@@ -65,13 +65,22 @@ class ReconcileBooks:
         ]
 
     def symbol_facts(
-        self, *, now: datetime, recent_runs: list[Reconciliation], since: date | None = None
+        self,
+        *,
+        now: datetime,
+        recent_runs: list[Reconciliation],
+        since: date | None = None,
+        broker_positions: list[dict[str, Any]] | None = None,
     ) -> list[SymbolFacts]:
         views = self.views
         account = views.broker_account()
         snapshot_orders = list(account.open_orders) if account else []
         in_flight = in_flight_symbols(snapshot_orders, views.orders(open_only=True))
-        prices = last_prices(snapshot_positions(views))
+        # The sync just read the positions: reading its snapshot back would decode a row
+        # per symbol held again.
+        prices = last_prices(
+            snapshot_positions(views) if broker_positions is None else broker_positions
+        )
         recent = self.recent_broker_fills(now)
         compensated = consecutive_compensations(recent_runs)
         traded = set() if since is None else views.traded_symbols_since(since)
