@@ -17,9 +17,7 @@ both books. The CLI (`commands audit`) and the web page serve the same document:
 The day's events are read from the audit index (notification ids first_seq..last_seq) and
 folded with the views' own `FoldState`, starting from the previous day's closing books that
 the same fold stored in the index: the cost is the day's events, plus a few reads per order
-the day touched. One step is not: finding the orders still open at the close that the day
-did not touch reads the whole orders view (`_untouched_orders`), because the index keeps no
-open orders at a close.
+the day touched and per order open at the day's start (the previous close lists their ids).
 
 This is `projections.audit_index.replay_day` with one difference: an order the day touches
 but requested earlier is loaded as it stood when the day began (its own stream folded up to
@@ -71,7 +69,6 @@ _BOOK_EVENTS = frozenset(
         "Adjustment.Recorded",
     }
 )
-_SYNCED = "BrokerSnapshot.Synced"
 
 # Every timeline entry has these keys, in this order (the CSV columns); None when the
 # event has nothing to say there. `details` holds what is particular to the event.
@@ -259,14 +256,17 @@ class _Replay:
 
     def _apply(self, seq: int, event: Any) -> None:
         kind = type(event).__qualname__
+        # A sync restarts the broker book from the broker's word: not a gain or a loss, so
+        # it names no symbol here.
         symbols = self._book_symbols(kind, event)
-        before = self._realised(symbols)
-        self.state.apply(seq, event)
-        # A sync restarts the broker book from the broker's word: not a gain or a loss.
-        if kind != _SYNCED:
+        if symbols:
+            before = self._realised(symbols)
+            self.state.apply(seq, event)
             for (book, symbol), value in self._realised(symbols).items():
                 day = self.pnl.setdefault(symbol, {name: ZERO for name in BOOKS})
                 day[book] += value - before[(book, symbol)]
+        else:
+            self.state.apply(seq, event)
         record = self.state.orders.get(event.originator_id)
         self.entries.append(describe(seq, event, record, self.views.zone))
 
@@ -609,10 +609,23 @@ def _snapshot_open_orders(views: Views, account: BrokerAccountState, span: DaySp
     return [] if fold.account is None else list(fold.account.open_orders)
 
 
-def _untouched_orders(views: Views, span: DaySpan, symbol: str | None) -> list[OrderRecord]:
-    """Orders requested before the day that may have been open at its close: those open now
-    (the status index finds them), and those that changed after the day, which no index
-    finds: one pass over the orders view, the audit's one cost that grows with the history."""
+def _untouched_orders(views: Views, span: DaySpan, state: FoldState,
+                      opening: frozenset[UUID] | None, symbol: str | None) -> list[OrderRecord]:
+    """Orders requested before the day and not touched by it that were open at its close.
+
+    The previous day's closing document lists the orders open at the day's start; an order
+    the day did not touch is open at its close exactly when it was open at its start, so
+    each is one lookup by id. An index written before those lists were kept has none: then
+    the candidates are searched for in the orders view (those open now, and those that
+    changed after the day), a pass that grows with the history; `commands rebuild` writes
+    the lists.
+    """
+    if opening is not None:
+        wanted = [str(order_id) for order_id in opening - state.orders.keys()]
+        with views.store.read() as tx:
+            rows = views.store.select_in(tx, ORDERS, "", "order_id", wanted)
+        records = [order_from_row(row) for row in rows]
+        return [r for r in records if symbol is None or r.symbol == symbol]
     opened = ", ".join("?" for _ in OPEN_STATUSES)
     statuses = sorted(OPEN_STATUSES)
     only = ' AND "symbol" = ?' if symbol is not None else ""
@@ -631,10 +644,11 @@ def _untouched_orders(views: Views, span: DaySpan, symbol: str | None) -> list[O
 
 
 def _orders_at_close(views: Views, span: DaySpan, state: FoldState,
+                     opening: frozenset[UUID] | None,
                      symbol: str | None) -> dict[UUID, OrderRecord]:
     """Every order the close depends on: those the day touched, and those open at its end."""
     known = dict(state.orders)
-    for record in _untouched_orders(views, span, symbol):
+    for record in _untouched_orders(views, span, state, opening, symbol):
         if record.order_id not in known:
             at_close = _order_at_close(views, record, span)
             if at_close is not None:
@@ -683,8 +697,9 @@ def _order_document(record: OrderRecord) -> dict[str, Any]:
 
 
 def _unresolved(views: Views, span: DaySpan, state: FoldState,
+                opening: frozenset[UUID] | None,
                 symbol: str | None) -> dict[str, list[dict[str, Any]]]:
-    known = _orders_at_close(views, span, state, symbol)
+    known = _orders_at_close(views, span, state, opening, symbol)
     open_orders = sorted(
         (r for r in known.values() if r.status in OPEN_STATUSES),
         key=lambda r: (r.requested_at, r.client_order_id),
@@ -738,6 +753,9 @@ def audit_document(views: Views, day: date, symbol: str | None = None) -> dict[s
         "broker": _positions(position_rows(state.broker.positions), wanted),
     }
     opening_account = _account(state.account)
+    # The orders open at the day's start, as the previous close listed them.
+    ids = state.open_order_ids
+    opening_open = None if ids is None else frozenset(ids)
     replay.run()
     timeline = [
         fields
@@ -763,5 +781,5 @@ def audit_document(views: Views, day: date, symbol: str | None = None) -> dict[s
         "broker_account": {"opening": opening_account, "closing": _account(state.account)},
         "pnl": pnl,
         "pnl_total": {book: _exact(sum((row[book] for row in pnl), ZERO)) for book in BOOKS},
-        "unresolved": _unresolved(views, span, state, wanted),
+        "unresolved": _unresolved(views, span, state, opening_open, wanted),
     }

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from ledger.application import Ledger
-from projections.folds import Line
+from projections.folds import OPEN_STATUSES, Line
 from projections.state import (
     STAMPED_EVENTS,
     AuditIndexer,
@@ -172,6 +173,17 @@ class ViewWriter:
         if self._own("audit_index"):
             rows = self.store.select(tx, AUDIT_DAYS, s, order='"last_seq" DESC LIMIT 1')
             state.audit = AuditIndexer(self.zone, day_from_row(rows[0]) if rows else None)
+            # The orders view holds every order as of this position: its open ones are
+            # what the next close must list (the status index finds them).
+            rows = self.store.select(
+                tx,
+                ORDERS,
+                self._orders_suffix,
+                columns=("order_id",),
+                where=f'"status" IN ({", ".join("?" for _ in OPEN_STATUSES)})',
+                params=sorted(OPEN_STATUSES),
+            )
+            state.open_order_ids = {UUID(row[0]) for row in rows}
         return state
 
     def _lines_reader(self, table: Table, view: str) -> Any:
