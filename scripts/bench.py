@@ -172,6 +172,9 @@ class History:
         self.splits = 0
         self.sync_id: uuid.UUID | None = None
         self.days_written = 0
+        # Orders left open at a day's end (a fill busted by the exchange reopens one): they
+        # were day orders, so the next morning's sync finds them expired, as at Alpaca.
+        self.left_open: list[Order] = []
 
     def _id(self) -> uuid.UUID:
         return uuid.UUID(int=self.rng.getrandbits(128))
@@ -204,6 +207,8 @@ class History:
                         # run of the seed).
                         continue
                     self.batch.extend(aggregates)
+                    self.left_open.extend(
+                        a for a in aggregates if isinstance(a, Order) and a.is_open)
                     today += count
                     if len(self.batch) >= SAVE_BATCH:
                         self.flush()
@@ -219,12 +224,16 @@ class History:
             self.batch = []
 
     def _sync(self) -> int:
-        """The morning sync: what `Ledger.sync` stores, with a cursor the next sync uses."""
+        """The morning sync: what `Ledger.sync` stores, with a cursor the next sync uses,
+        and the expiry of yesterday's open day orders."""
         self.flush()
         snapshot = sync_snapshot(self.ledger, self.held, self.clock())
-        self.ledger.save(snapshot)
+        for order in self.left_open:
+            order.mark_expired()
+        self.ledger.save(snapshot, *self.left_open)
         self.sync_id = snapshot.id
-        return 1
+        expired, self.left_open = len(self.left_open), []
+        return 1 + expired
 
     def _reconciliation(self) -> int:
         """A reconciliation run that sends a few compensating orders, all filled."""
