@@ -48,11 +48,7 @@ from projections.numbers import ZERO, canonical
 from projections.runner import read_page
 from projections.state import BrokerAccountState, FoldState, OrderRecord
 from projections.tables import (
-    BROKER_LINES,
-    LOCAL_LINES,
     ORDERS,
-    Table,
-    line_from_row,
     order_from_row,
 )
 from projections.views import PositionRow, Views, position_rows
@@ -181,23 +177,6 @@ def _order_at_close(views: Views, record: OrderRecord, span: DaySpan) -> OrderRe
 # -- replaying the day ------------------------------------------------------------------------
 
 
-def _lines_before(
-    views: Views, table: Table, symbol: str, start_seq: int, before_seq: int
-) -> list[Line]:
-    """A symbol's lines from `start_seq` up to the day: what a fill reversed on the day
-    replays. (`Views.lines` reads to the newest line; the later ones are not the day's.)"""
-    with views.store.read() as tx:
-        rows = views.store.select(
-            tx,
-            table,
-            columns=("seq", "n", "kind", "qty", "price", "ratio", "ref"),
-            where='"symbol" = ? AND "seq" >= ? AND "seq" < ?',
-            params=(symbol, start_seq, before_seq),
-            order='"seq", "n"',
-        )
-    return [line_from_row(row) for row in rows]
-
-
 @dataclass
 class _Entry:
     symbols: frozenset[str] | None  # None: the whole account (syncs, reconciliation runs)
@@ -216,13 +195,14 @@ class _Replay:
     def start(cls, views: Views, span: DaySpan) -> _Replay:
         first = span.first_seq
 
-        def history(table: Table) -> Callable[[str, int], list[Line]]:
-            return lambda symbol, start_seq: _lines_before(views, table, symbol, start_seq, first)
+        def history(book: str) -> Callable[[str, int], list[Line]]:
+            # A fill reversed on the day replays the symbol's lines from before the day.
+            return lambda symbol, start_seq: views.lines(book, symbol, start_seq, first)
 
         state = FoldState(
             views.zone,
-            local_lines=history(LOCAL_LINES),
-            broker_lines=history(BROKER_LINES),
+            local_lines=history("local"),
+            broker_lines=history("broker"),
             audit=False,
         )
         opening = views.opening_document(span.day)

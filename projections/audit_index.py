@@ -47,7 +47,7 @@ def replay_day(views: Views, day: date, on_event: Step | None = None) -> DayRepl
 
     def history(book: str) -> Callable[[str, int], list[Line]]:
         def lines(symbol: str, start_seq: int) -> list[Line]:
-            return [line for line in views.lines(book, symbol, start_seq) if line.seq < first]
+            return views.lines(book, symbol, start_seq, before_seq=first)
 
         return lines
 

@@ -273,16 +273,24 @@ class Views:
         )
         return diff_rows({s: p.qty for s, p in local}, {s: p.qty for s, p in broker}, pending)
 
-    def lines(self, book: str, symbol: str, since_seq: int = 0) -> list[Line]:
-        """What changed one symbol of a book ("local" or "broker"), oldest first."""
+    def lines(
+        self, book: str, symbol: str, since_seq: int = 0, before_seq: int | None = None
+    ) -> list[Line]:
+        """What changed one symbol of a book ("local" or "broker"), oldest first; with
+        `before_seq`, only what came before that event (a replay of an earlier day must not
+        read the lines of every day since)."""
         table = LOCAL_LINES if book == "local" else BROKER_LINES
+        where, params = '"symbol" = ? AND "seq" >= ?', [symbol, since_seq]
+        if before_seq is not None:
+            where += ' AND "seq" < ?'
+            params.append(before_seq)
         with self.store.read() as tx:
             rows = self.store.select(
                 tx,
                 table,
                 columns=("seq", "n", "kind", "qty", "price", "ratio", "ref"),
-                where='"symbol" = ? AND "seq" >= ?',
-                params=(symbol, since_seq),
+                where=where,
+                params=params,
                 order='"seq", "n"',
             )
         return [line_from_row(row) for row in rows]

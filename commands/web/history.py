@@ -100,7 +100,7 @@ def _opening_state(views: Views, day: AuditDay) -> FoldState:
     def history(book: str) -> Callable[[str, int], list[Line]]:
         # A reversed fill replays the symbol's earlier lines: those before the range only.
         def lines(symbol: str, start_seq: int) -> list[Line]:
-            return [line for line in views.lines(book, symbol, start_seq) if line.seq < first]
+            return views.lines(book, symbol, start_seq, before_seq=first)
 
         return lines
 
