@@ -43,7 +43,8 @@ from zoneinfo import ZoneInfo
 from ledger.domain import event_name
 from ledger.domain.order import client_order_id_for, decision_order_id
 from ledger.domain.values import InvalidInput, normalise_symbol
-from projections.folds import FLAT, OPEN_STATUSES, Line, diff_rows, open_qty_by_symbol
+from projections.audit_index import opening_state
+from projections.folds import FLAT, OPEN_STATUSES, diff_rows, open_qty_by_symbol
 from projections.numbers import ZERO, canonical
 from projections.runner import read_page
 from projections.state import BrokerAccountState, FoldState, OrderRecord
@@ -193,21 +194,7 @@ class _Replay:
 
     @classmethod
     def start(cls, views: Views, span: DaySpan) -> _Replay:
-        first = span.first_seq
-
-        def history(book: str) -> Callable[[str, int], list[Line]]:
-            # A fill reversed on the day replays the symbol's lines from before the day.
-            return lambda symbol, start_seq: views.lines(book, symbol, start_seq, first)
-
-        state = FoldState(
-            views.zone,
-            local_lines=history("local"),
-            broker_lines=history("broker"),
-            audit=False,
-        )
-        opening = views.opening_document(span.day)
-        if opening is not None:
-            state.load_opening(opening)
+        state = opening_state(views, span.day, span.first_seq)
         return cls(views, span, state)
 
     def run(self) -> None:

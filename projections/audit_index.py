@@ -33,6 +33,23 @@ class DayReplay:
     closing_document: str  # equals day.closing when the views were built by this fold
 
 
+def opening_state(views: Views, day: date, first_seq: int) -> FoldState:
+    """The fold as `day` began (its first event is `first_seq`): the previous close's books,
+    account and open orders; when a fill reversed on the day replays a symbol, its lines
+    from before the day come from the views."""
+
+    def history(book: str) -> Callable[[str, int], list[Line]]:
+        return lambda symbol, start_seq: views.lines(book, symbol, start_seq, first_seq)
+
+    state = FoldState(
+        views.zone, local_lines=history("local"), broker_lines=history("broker"), audit=False
+    )
+    opening = views.opening_document(day)
+    if opening is not None:
+        state.load_opening(opening)
+    return state
+
+
 def replay_day(views: Views, day: date, on_event: Step | None = None) -> DayReplay | None:
     """Fold the events of `day` from its opening books; None when nothing happened that day.
 
@@ -43,23 +60,10 @@ def replay_day(views: Views, day: date, on_event: Step | None = None) -> DayRepl
     found = views.audit_day(day)
     if found is None:
         return None
-    first = found.first_seq
-
-    def history(book: str) -> Callable[[str, int], list[Line]]:
-        def lines(symbol: str, start_seq: int) -> list[Line]:
-            return views.lines(book, symbol, start_seq, before_seq=first)
-
-        return lines
-
-    state = FoldState(
-        views.zone, local_lines=history("local"), broker_lines=history("broker"), audit=False
-    )
-    opening = views.opening_document(day)
-    if opening is not None:
-        state.load_opening(opening)
+    state = opening_state(views, day, found.first_seq)
     opening_local = position_rows(state.local.positions)
     opening_broker = position_rows(state.broker.positions)
-    after = first - 1
+    after = found.first_seq - 1
     while after < found.last_seq:
         page = read_page(views.ledger, after, views.page_size, stop=found.last_seq)
         if not page:

@@ -12,14 +12,14 @@ its average cost): the same definition as the books page, at each moment of the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from projections.folds import Line, Position
+from projections.audit_index import opening_state
+from projections.folds import Position
 from projections.reconcile_books import last_prices
 from projections.runner import read_page
 from projections.state import AuditDay, FoldState
@@ -94,27 +94,8 @@ def _recent_days(views: Views) -> list[AuditDay]:
     return [day_from_row(row) for row in reversed(rows)]
 
 
-def _opening_state(views: Views, day: AuditDay) -> FoldState:
-    first = day.first_seq
-
-    def history(book: str) -> Callable[[str, int], list[Line]]:
-        # A reversed fill replays the symbol's earlier lines: those before the range only.
-        def lines(symbol: str, start_seq: int) -> list[Line]:
-            return views.lines(book, symbol, start_seq, before_seq=first)
-
-        return lines
-
-    state = FoldState(
-        views.zone, local_lines=history("local"), broker_lines=history("broker"), audit=False
-    )
-    opening = views.opening_document(day.day)
-    if opening is not None:
-        state.load_opening(opening)
-    return state
-
-
 def _by_event(views: Views, days: list[AuditDay], symbol: str | None) -> list[Point]:
-    state = _opening_state(views, days[0])
+    state = opening_state(views, days[0].day, days[0].first_seq)
     prices = _Prices(views)
     if state.account is not None:
         prices.from_snapshot(state.account.snapshot_id)
