@@ -1,23 +1,30 @@
 """The bulk write path (ledger/recording.py) stores exactly what eventsourcing's own would.
 
-The transcoder must write the library's bytes.
+The transcoder must write the library's bytes, the COPY recorder the library's rows (and
+hand back the notification ids the rows were given), and a store written by either must
+read with the other.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
+    IntegrityError,
     JSONTranscoder,
+    StoredEvent,
     TranscodingNotRegisteredError,
     UUIDAsHex,
 )
+from eventsourcing.postgres import PostgresApplicationRecorder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,8 +33,10 @@ from ledger.domain import BrokerSnapshot, Decision, Order
 from ledger.domain.order import decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
 from ledger.recording import (
+    CopyingPostgresRecorder,
     LedgerTranscoder,
 )
+from tests.conftest import PG_URL, _with_query
 
 WHEN = datetime(2026, 1, 5, 14, 30, 0, 123456, tzinfo=UTC)
 
@@ -132,9 +141,126 @@ def _bulk(count: int) -> list[Any]:
     return aggregates
 
 
+def _two_copies_of_an_open_order(ledger: Ledger) -> tuple[Order, Order]:
+    """The same stored order loaded twice, each with a different fill to save."""
+    intent = OrderIntent(symbol="MSFT", side="sell", qty=Decimal(10))
+    order = Order.request(
+        intent, order_id=uuid.uuid4(), purpose=Purpose.DECISION, decision_id=uuid.uuid4()
+    )
+    order.mark_submitted(broker="alpaca", broker_order_id="open")
+    ledger.save(order)
+    first: Order = ledger.repository.get(order.id)
+    first.record_fill(execution_id="a", qty=Decimal(1), price=Decimal(1), filled_at=WHEN)
+    second: Order = ledger.repository.get(order.id)
+    second.record_fill(execution_id="b", qty=Decimal(1), price=Decimal(1), filled_at=WHEN)
+    return first, second
+
+
 def test_ledger_events_map_to_the_library_bytes(ledger: Ledger) -> None:
     assert isinstance(ledger.mapper.transcoder, LedgerTranscoder)
     library = type(ledger.mapper)(transcoder=LIBRARY)
     for aggregate in _bulk(3):
         for event in aggregate.collect_events():
             assert ledger.mapper.to_stored_event(event) == library.to_stored_event(event)
+
+
+def test_bulk_save_returns_the_ids_its_rows_were_given(ledger: Ledger) -> None:
+    ledger.save(*_bulk(2))  # something before, so the ids do not start at 1
+    aggregates = _bulk(300)
+    first = ledger.last_notification_id()
+    recordings = ledger.save(*aggregates)
+    assert len(recordings) == 1 + 300 * 5
+    stored = ledger.recorder.select_notifications(start=first + 1, limit=10_000)
+    assert [r.notification.id for r in recordings] == [n.id for n in stored]
+    for recording, notification in zip(recordings, stored, strict=True):
+        assert recording.notification.originator_id == notification.originator_id
+        assert recording.notification.originator_version == notification.originator_version
+        assert recording.notification.state == notification.state
+    order: Order = ledger.repository.get(aggregates[-1].id)
+    assert order.filled_qty == Decimal(10 + 299)
+
+
+def test_a_save_that_meets_stored_events_stores_nothing(ledger: Ledger) -> None:
+    ledger.save(*_bulk(50))
+    first, second = _two_copies_of_an_open_order(ledger)
+    before = ledger.last_notification_id()
+    ledger.save(first)
+    others = _bulk(40)
+    with pytest.raises(IntegrityError):
+        ledger.save(*others, second)  # the same version as `first`: the whole save fails
+    assert ledger.last_notification_id() == before + 1
+    assert not any(ledger.has_aggregate(a.id) for a in others)
+    assert ledger.repository.get(first.id).executions.keys() >= {"a"}
+
+
+@pytest.fixture
+def pg_url(pg_schema: str) -> str:
+    return _with_query(PG_URL, schema=pg_schema)
+
+
+def _open(url: str, recorder: str | None) -> Ledger:
+    from ledger.storage import parse_database_url, prepare_postgres
+
+    config = parse_database_url(url)
+    env = dict(config.env)
+    if recorder is None:
+        del env["APPLICATION_RECORDER_TOPIC"]
+    with prepare_postgres(config):
+        return Ledger(env=env)
+
+
+def test_postgres_uses_the_copying_recorder(pg_url: str) -> None:
+    ledger = _open(pg_url, "ours")
+    try:
+        assert type(ledger.recorder) is CopyingPostgresRecorder
+    finally:
+        ledger.close()
+
+
+def test_stores_written_by_either_recorder_read_with_the_other(pg_url: str) -> None:
+    library = _open(pg_url, None)
+    ours = _open(pg_url, "ours")
+    try:
+        assert type(library.recorder) is PostgresApplicationRecorder
+        old = _bulk(20)
+        library.save(*old)
+        new = _bulk(20)
+        ours.save(*new)
+        for reader, written in ((ours, old), (library, new)):
+            for aggregate in written:
+                copy = reader.repository.get(aggregate.id)
+                assert copy.version == aggregate.version
+        rows = ours.recorder.select_notifications(start=1, limit=1000)
+        assert [n.id for n in rows] == sorted(n.id for n in rows)
+        assert len(rows) == 2 * (1 + 20 * 5)
+    finally:
+        library.close()
+        ours.close()
+
+
+def test_copying_recorder_rows_are_the_library_rows(pg_url: str, pg_schema: str) -> None:
+    ledger = _open(pg_url, "ours")
+    try:
+        events = [
+            StoredEvent(
+                originator_id=uuid.uuid4(),
+                originator_version=v,
+                topic="t",
+                state=bytes([0, 1, 92, 255]) * v,
+            )
+            for v in range(1, 4)
+        ]
+        ids = ledger.recorder.insert_events(events)
+        assert ids is not None and list(ids) == sorted(ids) and len(ids) == 3
+        assert ledger.recorder.insert_events([]) is None
+    finally:
+        ledger.close()
+    with psycopg.connect(PG_URL) as conn:
+        rows = conn.execute(
+            f"SELECT originator_id, originator_version, topic, state, notification_id "
+            f'FROM "{pg_schema}".tradeledger_events ORDER BY notification_id'
+        ).fetchall()
+    assert rows == [
+        (e.originator_id, e.originator_version, e.topic, e.state, i)
+        for e, i in zip(events, ids, strict=True)
+    ]
