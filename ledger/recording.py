@@ -12,8 +12,10 @@ instead of an INSERT of one composite array (see `CopyingPostgresRecorder`).
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
@@ -41,6 +43,30 @@ _SAME_AS: dict[type[Transcoding], Callable[[Any], Any]] = {
     DecimalAsStr: Decimal.__str__,
     DatetimeAsISO: datetime.isoformat,
 }
+
+# Saves of at least this many events run with the cycle collector paused.
+PAUSE_COLLECTOR_FROM = 500
+
+
+@contextmanager
+def collector_paused(events: int) -> Iterator[None]:
+    """Pause Python's cycle collector while a large save is mapped and recorded.
+
+    A save of thousands of events makes a stored event, a notification and a recording
+    per event, all alive until the save returns: each 700 of them start a collection,
+    which walks them (and every tenth walks them all again, now and then the whole
+    heap), though none is part of a cycle; they are freed by reference counting as
+    soon as the caller drops them. Small saves are left alone: they start no
+    collection anyway. If the collector is already off, it stays off."""
+    if events < PAUSE_COLLECTOR_FROM or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
 
 class LedgerTranscoder(JSONTranscoder):
     """`JSONTranscoder` whose encoding of a registered type is one Python call, not two."""

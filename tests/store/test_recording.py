@@ -7,8 +7,9 @@ read with the other.
 
 from __future__ import annotations
 
+import gc
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -33,8 +34,10 @@ from ledger.domain import BrokerSnapshot, Decision, Order
 from ledger.domain.order import decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
 from ledger.recording import (
+    PAUSE_COLLECTOR_FROM,
     CopyingPostgresRecorder,
     LedgerTranscoder,
+    collector_paused,
 )
 from tests.conftest import PG_URL, _with_query
 
@@ -264,3 +267,38 @@ def test_copying_recorder_rows_are_the_library_rows(pg_url: str, pg_schema: str)
         (e.originator_id, e.originator_version, e.topic, e.state, i)
         for e, i in zip(events, ids, strict=True)
     ]
+
+
+@pytest.fixture
+def collector_on() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+def test_collector_paused_only_for_large_saves_and_always_resumed(collector_on: None) -> None:
+    with collector_paused(PAUSE_COLLECTOR_FROM - 1):
+        assert gc.isenabled()
+    with collector_paused(PAUSE_COLLECTOR_FROM):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused(10_000):
+        raise RuntimeError("a failed save")
+    assert gc.isenabled()
+
+
+def test_collector_left_off_if_it_was_off(collector_on: None) -> None:
+    gc.disable()
+    with collector_paused(10_000):
+        pass
+    assert not gc.isenabled()
+
+
+def test_failed_bulk_save_resumes_the_collector(ledger: Ledger, collector_on: None) -> None:
+    stale, again = _two_copies_of_an_open_order(ledger)
+    ledger.save(stale)
+    with pytest.raises(IntegrityError):
+        ledger.save(*_bulk(120), again)
+    assert gc.isenabled()
