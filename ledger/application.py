@@ -42,7 +42,7 @@ from ledger.domain import BrokerSnapshot, Decision, Order, Reconciliation
 from ledger.domain.order import decision_order_id
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, parse_price, validate
 from ledger.failpoints import failpoint
-from ledger.recording import LedgerTranscoder, collector_paused
+from ledger.recording import CollectorPaused, LedgerTranscoder
 from ledger.sync import (
     OVERLAP,
     SyncCursor,
@@ -135,11 +135,11 @@ class Ledger(Application[UUID]):
             else:
                 processing_event.collect_events(obj)
         processing_event.saved_kwargs.update(kwargs)
-        with collector_paused(len(processing_event.events)):
+        with CollectorPaused(len(processing_event.events)):
             recordings = self._record(processing_event)
-        self._take_snapshots(processing_event)
-        self._notify(recordings)
-        self.notify(processing_event.events)  # deprecated, but the library still calls it
+            self._take_snapshots(processing_event)
+            self._notify(recordings)
+            self.notify(processing_event.events)  # deprecated, but the library still calls it
         return recordings
 
     def construct_transcoder(self) -> Transcoder:

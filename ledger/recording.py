@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
@@ -48,8 +47,7 @@ _SAME_AS: dict[type[Transcoding], Callable[[Any], Any]] = {
 PAUSE_COLLECTOR_FROM = 500
 
 
-@contextmanager
-def collector_paused(events: int) -> Iterator[None]:
+class CollectorPaused:
     """Pause Python's cycle collector while a large save is mapped and recorded.
 
     A save of thousands of events makes a stored event, a notification and a recording
@@ -57,15 +55,22 @@ def collector_paused(events: int) -> Iterator[None]:
     which walks them (and every tenth walks them all again, now and then the whole
     heap), though none is part of a cycle; they are freed by reference counting as
     soon as the caller drops them. Small saves are left alone: they start no
-    collection anyway. If the collector is already off, it stays off."""
-    if events < PAUSE_COLLECTOR_FROM or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+    collection anyway. If the collector is already off, it stays off.
+
+    A class, not a generator: leaving a generator allocates (its StopIteration), and
+    the first allocation after the collector is back would walk every recording the
+    save is about to return."""
+
+    def __init__(self, events: int) -> None:
+        self.pausing = events >= PAUSE_COLLECTOR_FROM and gc.isenabled()
+
+    def __enter__(self) -> None:
+        if self.pausing:
+            gc.disable()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.pausing:
+            gc.enable()
 
 
 class LedgerTranscoder(JSONTranscoder):

@@ -35,9 +35,9 @@ from ledger.domain.order import decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
 from ledger.recording import (
     PAUSE_COLLECTOR_FROM,
+    CollectorPaused,
     CopyingPostgresRecorder,
     LedgerTranscoder,
-    collector_paused,
 )
 from tests.conftest import PG_URL, _with_query
 
@@ -279,19 +279,19 @@ def collector_on() -> Iterator[None]:
 
 
 def test_collector_paused_only_for_large_saves_and_always_resumed(collector_on: None) -> None:
-    with collector_paused(PAUSE_COLLECTOR_FROM - 1):
+    with CollectorPaused(PAUSE_COLLECTOR_FROM - 1):
         assert gc.isenabled()
-    with collector_paused(PAUSE_COLLECTOR_FROM):
+    with CollectorPaused(PAUSE_COLLECTOR_FROM):
         assert not gc.isenabled()
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), collector_paused(10_000):
+    with pytest.raises(RuntimeError), CollectorPaused(10_000):
         raise RuntimeError("a failed save")
     assert gc.isenabled()
 
 
 def test_collector_left_off_if_it_was_off(collector_on: None) -> None:
     gc.disable()
-    with collector_paused(10_000):
+    with CollectorPaused(10_000):
         pass
     assert not gc.isenabled()
 
