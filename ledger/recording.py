@@ -6,8 +6,9 @@ encoder is C, but each Decimal, datetime and UUID in an event goes back to Pytho
 (`JSONTranscoder._encode_obj`, then the transcoding's `encode`), and the encoder keeps a
 table of every container it enters to catch cycles that event state cannot have. The
 subclass here writes exactly the bytes eventsourcing's own transcoder writes, so stores
-written by either read with either. The recorder loads a save with COPY
-instead of an INSERT of one composite array (see `CopyingPostgresRecorder`).
+written by either read with either. On PostgreSQL the save's rows then go in with COPY
+rather than as one array of a composite type (`CopyingPostgresRecorder`), and a large
+save runs with the cycle collector paused (`CollectorPaused`).
 """
 
 from __future__ import annotations
@@ -106,10 +107,10 @@ class CopyingPostgresRecorder(PostgresApplicationRecorder):
     """eventsourcing's PostgreSQL recorder, loading a save's events with COPY.
 
     The library sends a save as one array of its composite type: psycopg builds every
-    row of it in Python and the server takes the array apart again, which is most of a
-    bulk save's time in the database. COPY in binary streams the same four columns into
-    the same table, row by row in C, under the same EXCLUSIVE lock and with the same
-    NOTIFY; the rows it writes are the rows the library writes.
+    row of it in Python and the server takes the array apart again (in isolation, COPY
+    of the same 5,001 rows took about half as long). COPY in binary streams the same
+    four columns into the same table, each row formatted in C, under the same EXCLUSIVE
+    lock and with the same NOTIFY: the rows it writes are the rows the library writes.
 
     COPY cannot return the notification ids it was given, so they are read back: while
     the lock is held no other transaction inserts, the sequence only grows, and COPY
