@@ -104,7 +104,7 @@ class LedgerTranscoder(JSONTranscoder):
 
 
 class CopyingPostgresRecorder(PostgresApplicationRecorder):
-    """eventsourcing's PostgreSQL recorder, loading a save's events with COPY.
+    """eventsourcing's PostgreSQL recorder, loading a large save's events with COPY.
 
     The library sends a save as one array of its composite type: psycopg builds every
     row of it in Python and the server takes the array apart again (in isolation, COPY
@@ -117,6 +117,11 @@ class CopyingPostgresRecorder(PostgresApplicationRecorder):
     takes one id per row in row order, so the new rows are exactly those above the
     highest id before the COPY, in the order they were sent.
     """
+
+    # Below this many events the library's one pipelined INSERT wins: COPY needs more
+    # round trips (measured: 1.04-1.10x the library's time from 2 to 100 rows, 0.90x
+    # at 500, 0.66x at 5,000).
+    COPY_FROM = 500
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -134,12 +139,15 @@ class CopyingPostgresRecorder(PostgresApplicationRecorder):
             "ORDER BY notification_id"
         ).format(table=table)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if self.datastore.enable_db_functions or not stored_events:
+        if self.datastore.enable_db_functions or len(stored_events) < self.COPY_FROM:
             return super().insert_events(stored_events, **kwargs)
+        return self._copy_events(stored_events, **kwargs)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _copy_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         with (
             self.datastore.get_connection() as conn,
             conn.transaction(),

@@ -188,7 +188,7 @@ def test_a_save_that_meets_stored_events_stores_nothing(ledger: Ledger) -> None:
     first, second = _two_copies_of_an_open_order(ledger)
     before = ledger.last_notification_id()
     ledger.save(first)
-    others = _bulk(40)
+    others = _bulk(120)  # enough events to be copied
     with pytest.raises(IntegrityError):
         ledger.save(*others, second)  # the same version as `first`: the whole save fails
     assert ledger.last_notification_id() == before + 1
@@ -225,23 +225,26 @@ def test_stores_written_by_either_recorder_read_with_the_other(pg_url: str) -> N
     ours = _open(pg_url, "ours")
     try:
         assert type(library.recorder) is PostgresApplicationRecorder
-        old = _bulk(20)
+        old = _bulk(120)
         library.save(*old)
-        new = _bulk(20)
+        new = _bulk(120)  # enough events to be copied
         ours.save(*new)
         for reader, written in ((ours, old), (library, new)):
             for aggregate in written:
                 copy = reader.repository.get(aggregate.id)
                 assert copy.version == aggregate.version
-        rows = ours.recorder.select_notifications(start=1, limit=1000)
+        rows = ours.recorder.select_notifications(start=1, limit=10_000)
         assert [n.id for n in rows] == sorted(n.id for n in rows)
-        assert len(rows) == 2 * (1 + 20 * 5)
+        assert len(rows) == 2 * (1 + 120 * 5)
     finally:
         library.close()
         ours.close()
 
 
-def test_copying_recorder_rows_are_the_library_rows(pg_url: str, pg_schema: str) -> None:
+def test_copying_recorder_rows_are_the_library_rows(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(CopyingPostgresRecorder, "COPY_FROM", 1)
     ledger = _open(pg_url, "ours")
     try:
         events = [
@@ -267,6 +270,21 @@ def test_copying_recorder_rows_are_the_library_rows(pg_url: str, pg_schema: str)
         (e.originator_id, e.originator_version, e.topic, e.state, i)
         for e, i in zip(events, ids, strict=True)
     ]
+
+
+def test_small_saves_keep_the_library_insert(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a small save was copied")
+
+    monkeypatch.setattr(CopyingPostgresRecorder, "_copy_events", refuse)
+    ledger = _open(pg_url, "ours")
+    try:
+        aggregates = _bulk((CopyingPostgresRecorder.COPY_FROM - 2) // 5)
+        recordings = ledger.save(*aggregates)
+        assert len(recordings) < CopyingPostgresRecorder.COPY_FROM
+        assert [r.notification.id for r in recordings] == list(range(1, len(recordings) + 1))
+    finally:
+        ledger.close()
 
 
 @pytest.fixture
