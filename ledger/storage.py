@@ -1,7 +1,8 @@
 """`LEDGER_DATABASE_URL` mapped onto eventsourcing's own persistence modules.
 
-The ledger writes no recorder of its own: SQLite goes to `eventsourcing.sqlite`,
-PostgreSQL to `eventsourcing.postgres` (psycopg 3 and its connection pool).
+The ledger writes no store of its own: SQLite goes to `eventsourcing.sqlite`,
+PostgreSQL to `eventsourcing.postgres` (psycopg 3 and its connection pool), whose
+recorder the ledger subclasses only to send a save's rows with COPY.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def _postgres(url: str) -> StoreConfig:
         "POSTGRES_PRE_PING": "y",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+        # eventsourcing's recorder, loading bulk saves with COPY (ledger/recording.py).
+        "APPLICATION_RECORDER_TOPIC": "ledger.recording:CopyingPostgresRecorder",
     }
     if schema:
         env["POSTGRES_SCHEMA"] = schema
