@@ -100,11 +100,6 @@ def rebuild(
         state = writer.fresh_state()
         head = views.ledger.recorder.max_notification_id() or 0
         events = 0
-        import gc
-        import os
-
-        if os.environ.get("NOGC"):
-            gc.disable()
         for page in pages(views.ledger, 0, views.page_size, full=False):
             with store.write(durable=False) as tx:
                 _take_write_lock(views, tx)
