@@ -100,7 +100,7 @@ def rebuild(
         state = writer.fresh_state()
         head = views.ledger.recorder.max_notification_id() or 0
         events = 0
-        for page in pages(views.ledger, 0, views.page_size, full=False):
+        for page in pages(views.ledger, 0, views.page_size, full=False, statuses=True):
             with store.write(durable=False) as tx:
                 _take_write_lock(views, tx)
                 touched = writer.apply(tx, state, page)
@@ -209,7 +209,9 @@ def _apply_until(
     position = state.position if start is None else start
     applied = 0
     while position < head:
-        page = read_page(views.ledger, position, views.page_size, stop=head, full=False)
+        page = read_page(
+            views.ledger, position, views.page_size, stop=head, full=False, statuses=True
+        )
         if not page:
             break
         writer.apply(tx, state, page)

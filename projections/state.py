@@ -754,6 +754,17 @@ STAMPED_EVENTS: tuple[type, ...] = tuple(
 )
 
 
+# Order events whose handler reads only the order's id and the event's time (`_status`):
+# a fold may take them as a Stamp too. Kept apart from STAMPED_EVENTS, which callers
+# read as "changes no view row"; these change the order's status.
+STATUS_ONLY_EVENTS: tuple[type, ...] = (
+    Order.Accepted,
+    Order.Completed,
+    Order.Canceled,
+    Order.Expired,
+)
+
+
 HANDLERS: dict[str, Handler] = {
     "Order.Requested": _requested,
     "Order.Submitted": _submitted,
