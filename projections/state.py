@@ -444,14 +444,25 @@ class FoldState:
         self.position = seq
 
     def order_ids_to_load(self, events: Sequence[tuple[int, Any]]) -> set[UUID]:
-        """Orders these events change that are not in memory (so must come from the view)."""
+        """Orders these events change that are not in memory (so must come from the view).
+
+        An order requested earlier in the same events is not in the view yet: asking for it
+        would look up most of a page's orders, one index probe each, to find nothing.
+        """
         wanted: set[UUID] = set()
+        requested: set[UUID] = set()
         orders = self.orders
         for _, event in events:
             cls = type(event)
             if cls is Stamp:
                 cls = event.event_class
-            if cls in _LATER_ORDER_EVENTS and event.originator_id not in orders:
+            if cls is Order.Requested:
+                requested.add(event.originator_id)
+            elif (
+                cls in _LATER_ORDER_EVENTS
+                and event.originator_id not in orders
+                and event.originator_id not in requested
+            ):
                 wanted.add(event.originator_id)
         return wanted
 
