@@ -217,6 +217,12 @@ class ViewWriter:
 
     def apply(self, tx: Tx, state: FoldState, page: Page) -> list[OrderRecord]:
         """Fold the page and write its changes with `tx`; returns the orders it changed."""
+        self.fold(tx, state, page)
+        return self.flush(tx, state)
+
+    def fold(self, tx: Tx, state: FoldState, page: Page) -> None:
+        """Fold the page into `state` only. Its changes wait in `state` for `flush`, in the
+        same transaction: until then the orders they touch must stay in `state`."""
         self._tx = tx
         try:
             missing = state.order_ids_to_load(page)
@@ -230,11 +236,14 @@ class ViewWriter:
             apply = state.apply
             for seq, event in page:
                 apply(seq, event)
-            changes = state.take_changes()
-            self.write(tx, changes)
-            return changes.orders
         finally:
             self._tx = None
+
+    def flush(self, tx: Tx, state: FoldState) -> list[OrderRecord]:
+        """Write what the pages folded since the last flush changed; returns the orders."""
+        changes = state.take_changes()
+        self.write(tx, changes)
+        return changes.orders
 
     def write(self, tx: Tx, changes: Changes) -> None:
         store, s = self.store, self.suffix
