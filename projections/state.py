@@ -450,18 +450,19 @@ class FoldState:
         would look up most of a page's orders, one index probe each, to find nothing.
         """
         wanted: set[UUID] = set()
-        requested: set[UUID] = set()
+        # By the UUID's integer, which hashes in C; a UUID hashes in Python.
+        requested: set[int] = set()
         orders = self.orders
         for _, event in events:
             cls = type(event)
             if cls is Stamp:
                 cls = event.event_class
             if cls is Order.Requested:
-                requested.add(event.originator_id)
+                requested.add(event.originator_id.int)
             elif (
                 cls in _LATER_ORDER_EVENTS
+                and event.originator_id.int not in requested
                 and event.originator_id not in orders
-                and event.originator_id not in requested
             ):
                 wanted.add(event.originator_id)
         return wanted
