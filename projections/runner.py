@@ -15,6 +15,7 @@ from ledger.application import Ledger
 from projections.folds import OPEN_STATUSES, Line
 from projections.state import (
     STAMPED_EVENTS,
+    STATUS_ONLY_EVENTS,
     AuditIndexer,
     Changes,
     FoldState,
@@ -56,18 +57,30 @@ _LINE_COLUMNS = ("seq", "n", "kind", "qty", "price", "ratio", "ref")
 # Views change on what orders, syncs, corporate actions and adjustments say; the other
 # events only place themselves in the audit index.
 STAMPED_TOPICS = {get_topic(cls): cls for cls in STAMPED_EVENTS}
+# A fold also needs no more than a Stamp of an order's status events.
+FOLD_STAMPED_TOPICS = {
+    **STAMPED_TOPICS,
+    **{get_topic(cls): cls for cls in STATUS_ONLY_EVENTS},
+}
 # eventsourcing's JSON transcoder writes the timestamp first, as an ISO string.
 _TIMESTAMP_PREFIX = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
 
 
 def read_page(
-    ledger: Ledger, after: int, limit: int, stop: int | None = None, *, full: bool = True
+    ledger: Ledger,
+    after: int,
+    limit: int,
+    stop: int | None = None,
+    *,
+    full: bool = True,
+    statuses: bool = False,
 ) -> Page:
     """Up to `limit` events after notification `after` (and up to `stop`), decoded.
 
     With `full=False`, events in STAMPED_TOPICS come back as a `Stamp` read from the
     start of their stored state, skipping the decoding of fields no view uses (a
-    decision's trades, a plan's rows): a rebuild is mostly decoding.
+    decision's trades, a plan's rows): a rebuild is mostly decoding. With `statuses`
+    too, so do an order's status-only events, for callers that only fold the page.
     """
     notifications = ledger.recorder.select_notifications(
         start=after, limit=limit, stop=stop, inclusive_of_start=False
@@ -76,9 +89,10 @@ def read_page(
     plain = ledger.mapper.cipher is None and ledger.mapper.compressor is None
     if full or not plain:
         return [(n.id, decode(n)) for n in notifications]
+    stamped = FOLD_STAMPED_TOPICS if statuses else STAMPED_TOPICS
     page: Page = []
     for n in notifications:
-        event_class = STAMPED_TOPICS.get(n.topic)
+        event_class = stamped.get(n.topic)
         stamp = None if event_class is None else _stamp(n, event_class)
         page.append((n.id, stamp if stamp is not None else decode(n)))
     return page
@@ -100,7 +114,13 @@ def _stamp(notification: Notification, event_class: type) -> Stamp | None:
 
 
 def pages(
-    ledger: Ledger, after: int, limit: int, stop: int | None = None, *, full: bool = True
+    ledger: Ledger,
+    after: int,
+    limit: int,
+    stop: int | None = None,
+    *,
+    full: bool = True,
+    statuses: bool = False,
 ) -> Iterator[Page]:
     """Every page after notification `after`, in order.
 
@@ -108,7 +128,7 @@ def pages(
     makes both slower, on SQLite and on PostgreSQL alike.)
     """
     while True:
-        page = read_page(ledger, after, limit, stop, full=full)
+        page = read_page(ledger, after, limit, stop, full=full, statuses=statuses)
         if not page:
             return
         yield page
@@ -209,6 +229,12 @@ class ViewWriter:
 
     def apply(self, tx: Tx, state: FoldState, page: Page) -> list[OrderRecord]:
         """Fold the page and write its changes with `tx`; returns the orders it changed."""
+        self.fold(tx, state, page)
+        return self.flush(tx, state)
+
+    def fold(self, tx: Tx, state: FoldState, page: Page) -> None:
+        """Fold the page into `state` only. Its changes wait in `state` for `flush`, in the
+        same transaction: until then the orders they touch must stay in `state`."""
         self._tx = tx
         try:
             missing = state.order_ids_to_load(page)
@@ -222,11 +248,14 @@ class ViewWriter:
             apply = state.apply
             for seq, event in page:
                 apply(seq, event)
-            changes = state.take_changes()
-            self.write(tx, changes)
-            return changes.orders
         finally:
             self._tx = None
+
+    def flush(self, tx: Tx, state: FoldState) -> list[OrderRecord]:
+        """Write what the pages folded since the last flush changed; returns the orders."""
+        changes = state.take_changes()
+        self.write(tx, changes)
+        return changes.orders
 
     def write(self, tx: Tx, changes: Changes) -> None:
         store, s = self.store, self.suffix

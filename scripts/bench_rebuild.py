@@ -14,13 +14,16 @@ asks for a ratio of at least 0.5.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import random
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from decimal import Decimal
 from pathlib import Path
 
@@ -41,27 +44,55 @@ from projections.runner import DEFAULT_PAGE_SIZE
 from projections.views import Views
 
 SYMBOLS = [f"S{i:03d}" for i in range(60)] + ["AAPL", "MSFT", "NVDA", "BRK.B"]
+# Clock readings per trading day: about as many events (a decision takes one more reading).
+PER_DAY = 4_000
 
 
 class _Clock:
-    """Event time for the benchmark: a millisecond per reading from a fixed start, so the
-    same seed writes byte-identical events on either store (and so identical digests)."""
+    """Event time for the benchmark, from a fixed start so that the same seed writes
+    byte-identical events on either store (and so identical digests). A second per reading
+    through a trading day's session, then the next weekday: a history spans many days, as
+    the audit index sees real ones do."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_day: int = PER_DAY) -> None:
         self.now = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+        self.per_day = per_day
+        self.readings = 0
 
     def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
+        self.readings += 1
+        if self.readings % self.per_day == 0:
+            day = self.now.date() + timedelta(days=1)
+            while day.weekday() >= 5:
+                day += timedelta(days=1)
+            self.now = datetime.combine(day, clock_time(14, 30), UTC)
+        else:
+            self.now += timedelta(seconds=1)
         return self.now
 
 
-def generate(ledger: Ledger, target: int, seed: int = 7) -> int:
-    """Append about `target` events; returns how many were appended."""
-    rng = random.Random(seed)
-    clock = _Clock()
-    # The aggregates' ids and timestamps come from eventsourcing's domain module.
+@contextlib.contextmanager
+def _seeded(clock: _Clock, rng: random.Random) -> Iterator[None]:
+    """The aggregates' ids and timestamps come from eventsourcing's domain module: ours
+    while generating, eventsourcing's own again afterwards (the caller may go on writing)."""
+    saved = domain.datetime_now_with_tzinfo, domain.uuid4
     domain.datetime_now_with_tzinfo = clock
     domain.uuid4 = lambda: uuid.UUID(int=rng.getrandbits(128))
+    try:
+        yield
+    finally:
+        domain.datetime_now_with_tzinfo, domain.uuid4 = saved
+
+
+def generate(ledger: Ledger, target: int, seed: int = 7, per_day: int = PER_DAY) -> int:
+    """Append about `target` events, about `per_day` a trading day; returns how many."""
+    rng = random.Random(seed)
+    clock = _Clock(per_day)
+    with _seeded(clock, rng):
+        return _generate(ledger, target, rng, clock)
+
+
+def _generate(ledger: Ledger, target: int, rng: random.Random, clock: _Clock) -> int:
     written = 0
     batch: list[Aggregate] = []
     held: dict[str, Decimal] = {}
@@ -73,7 +104,7 @@ def generate(ledger: Ledger, target: int, seed: int = 7) -> int:
             written += 1
         elif roll < 0.0025:
             split_count += 1
-            batch.append(_split(rng, split_count))
+            batch.append(_split(rng, split_count, clock.now.date()))
             written += 1
         else:
             aggregates, count = _decision(rng, held, clock())
@@ -111,12 +142,13 @@ def _decision(
     order.mark_submitted(broker=broker, broker_order_id=_id(rng))
     order.mark_accepted(broker_status="new")
     price = Decimal(rng.randint(1000, 50000)) / 100
-    if rng.random() < 0.25:
-        first = (qty / 3).quantize(Decimal("0.01"))
+    parts = two_fills(qty) if rng.random() < 0.25 else None
+    if parts is not None:
+        first, rest = parts
         order.record_fill(execution_id=_id(rng), qty=first, price=price, filled_at=when)
         order.record_fill(
             execution_id=_id(rng),
-            qty=qty - first,
+            qty=rest,
             price=price + Decimal("0.05"),
             filled_at=when,
         )
@@ -127,6 +159,15 @@ def _decision(
             order.reverse_fill(execution_id=execution, reason="busted by the exchange")
     held[symbol] = held.get(symbol, Decimal(0)) + (qty if side == "buy" else -qty)
     return [decision, order], 1 + len(order.pending_events)
+
+
+def two_fills(qty: Decimal) -> tuple[Decimal, Decimal] | None:
+    """A third of `qty` (to the cent) and the rest; None when a part would be 0.00, as a
+    third of 0.01 would (an order refuses a fill of nothing)."""
+    first = (qty / 3).quantize(Decimal("0.01"))
+    if first <= 0 or first >= qty:
+        return None
+    return first, qty - first
 
 
 def _snapshot(rng: random.Random, held: dict[str, Decimal], when: datetime) -> BrokerSnapshot:
@@ -154,7 +195,7 @@ def _snapshot(rng: random.Random, held: dict[str, Decimal], when: datetime) -> B
     )
 
 
-def _split(rng: random.Random, count: int) -> CorporateAction:
+def _split(rng: random.Random, count: int, effective: date = date(2026, 1, 6)) -> CorporateAction:
     activity = f"bench-split-{count}"
     return CorporateAction(
         id=corporate_action_id("alpaca", activity),
@@ -164,7 +205,7 @@ def _split(rng: random.Random, count: int) -> CorporateAction:
         symbol=rng.choice(SYMBOLS),
         new_symbol=None,
         ratio=Decimal(rng.choice(["2", "4", "0.5"])),
-        effective_date=date(2026, 1, 6),
+        effective_date=effective,
         description="benchmark split",
     )
 

@@ -239,3 +239,17 @@ def test_many_reversals_replay_exactly(trades, limit, ratio, rename):
             assert got.get(symbol, flat)[:3] == want.get(symbol, flat)[:3]
     finally:
         Book.MAX_HISTORY_LINES = saved
+
+
+def test_orders_to_load_are_those_requested_before_the_events():
+    earlier, now = order("buy", "5"), order("sell", "2", symbol="MSFT")
+    fill(earlier, "5", "100")
+    events = Events()
+    events.add(now)  # requested, submitted and filled in the same events: nothing to load
+    events.add(earlier)
+    fill(now, "1", "200")
+    events.add(now)
+    state = MemoryFold(ZONE).state
+    later = [(seq, e) for seq, e in events.items if type(e) is not Order.Requested]
+    assert state.order_ids_to_load(events.items) == set()
+    assert state.order_ids_to_load(later) == {earlier.id, now.id}

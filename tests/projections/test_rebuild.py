@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from commands.cli import cli
 from ledger.application import Ledger
-from projections import UnknownProjection, rebuild
+from projections import UnknownProjection, rebuild, rebuilder
 from projections import state as fold_module
 from projections.folds import signed
 from tests.projections.compare import memory_digests
@@ -150,3 +150,23 @@ def test_racing_catch_ups_apply_every_event_once(ledger: Ledger, open_store, mak
     final = make_views()
     final.catch_up()
     assert final.digests() == memory_digests(ledger)
+
+
+@pytest.mark.parametrize(("pages_per_commit", "seconds"), [(1, 1.0), (3, 1.0), (5, 0.0)])
+def test_pages_per_transaction_change_nothing_in_the_views(
+    ledger: Ledger, script, make_views, monkeypatch, pages_per_commit, seconds
+):
+    # Orders that later pages change, in the same transaction and in later ones, and a
+    # reversal that replays lines some of which are not yet written.
+    some_history(script)
+    late = script.order("AAPL", "buy", "5", [(D(2), D(99))], broker="alpaca")
+    script.order("MSFT", "sell", "1", [(D(1), D(405))])
+    script.fill(late.id, D(3), D(98))
+    script.reverse(late.id)
+    script.order("NVDA", "buy", "4", [(D(4), D(50))], broker="alpaca")
+    monkeypatch.setattr(rebuilder, "PAGES_PER_COMMIT", pages_per_commit)
+    monkeypatch.setattr(rebuilder, "COMMIT_SECONDS", seconds)
+    done: list[int] = []
+    report = rebuild(make_views(page_size=2), progress=lambda n, _: done.append(n))
+    assert {v.name: v.digest for v in report.views} == memory_digests(ledger)
+    assert done == sorted(done) and done[-1] == ledger.last_notification_id()
