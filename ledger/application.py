@@ -276,9 +276,7 @@ class Ledger(Application[UUID]):
         `BrokerReadError` and stores nothing. Running it again records nothing twice.
         `lookback` bounds how far back the very first sync reads fills.
         """
-        previous = self.latest_sync()
-        cursor = None if previous is None else SyncCursor.from_request(previous.request)
-        return self._sync(cursor, lookback=lookback, snapshot=True)
+        return self._sync(self._last_cursor(), lookback=lookback, snapshot=True)
 
     def poll(
         self, cursor: SyncCursor | None = None, *, lookback: timedelta = DEFAULT_SYNC_LOOKBACK
@@ -286,9 +284,28 @@ class Ledger(Application[UUID]):
         """Keep orders and fills current without a new snapshot: what `commands run` does
         between syncs. Continues from `cursor` (a previous report's) or the last sync."""
         if cursor is None:
-            previous = self.latest_sync()
-            cursor = None if previous is None else SyncCursor.from_request(previous.request)
+            cursor = self._last_cursor()
         return self._sync(cursor, lookback=lookback, snapshot=False)
+
+    # The newest snapshot this process stored, and the cursor stored in it.
+    _own_sync: tuple[UUID, SyncCursor] | None = None
+
+    def _last_cursor(self) -> SyncCursor | None:
+        """Where the newest sync left off: the cursor in its request, all a sync needs of it.
+
+        A snapshot holds a row per position held; decoding one to read its cursor cost a
+        reconcile more than its planning. The newest snapshot is found from the end of the
+        log as before; when it is the one this process stored, its cursor is known (events
+        never change); when another process synced since, that one event is decoded.
+        """
+        newest = next(self._newest_first(_SYNCED_TOPIC), None)
+        if newest is None:
+            return None
+        own = self._own_sync
+        if own is not None and own[0] == newest.originator_id:
+            return own[1]
+        synced: BrokerSnapshot.Synced = self.mapper.to_domain_event(newest)
+        return SyncCursor.from_request(synced.request)
 
     def keep_current(
         self,
@@ -449,6 +466,8 @@ class Ledger(Application[UUID]):
                     raise
                 log.info("another writer recorded part of this sync first; mapping again")
                 continue
+            if synced is not None:
+                self._own_sync = (synced.id, next_cursor)
             return SyncReport(
                 broker=broker,
                 paper=reader.paper,

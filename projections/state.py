@@ -281,11 +281,19 @@ class Book:
             if symbol not in held:
                 self._removed.add(symbol)
                 self._dirty.discard(symbol)
+        # A snapshot mostly repeats the last one: a position equal to the one stored (not
+        # changed since it was written) need not be written again. Equal values give the
+        # same canonical text, so the view stays byte-identical to a rebuild's.
+        stored = {s: p for s, p in self.positions.items()
+                  if s not in self._dirty and s not in self._removed}
         self.positions = {}
         self.start_seq = seq
         self._forget_histories()
         for n, (symbol, qty, avg_price) in enumerate(positions):
-            self._record(symbol, Line(seq, n, OPEN, qty, avg_price), opened_at(qty, avg_price))
+            position = opened_at(qty, avg_price)
+            self._record(symbol, Line(seq, n, OPEN, qty, avg_price), position)
+            if stored.get(symbol) == position:
+                self._dirty.discard(symbol)
 
     # -- replaying after a reversal -----------------------------------------------------------
 

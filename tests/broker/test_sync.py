@@ -18,7 +18,7 @@ from ledger.brokers.port import BrokerActivity, BrokerFill, BrokerOrder, BrokerR
 from ledger.domain import Order, event_name
 from ledger.domain.order import external_order_id
 from ledger.domain.values import OrderIntent
-from ledger.sync import BrokerReads, SyncMapper, corporate_actions, next_cursor
+from ledger.sync import BrokerReads, SyncCursor, SyncMapper, corporate_actions, next_cursor
 from scripts.alpaca_sandbox import AlpacaSandbox
 from tests.broker.fixtures_ledger import (
     all_events,
@@ -80,6 +80,31 @@ def test_an_empty_account_is_believed_from_a_good_read(alpaca: Ledger) -> None:
     (synced,) = events_named(alpaca, "BrokerSynced")
     assert synced.positions == [] and synced.open_orders == []  # type: ignore[attr-defined]
     assert report.new_fills == report.new_orders == 0
+
+
+def stored_cursor(ledger: Ledger) -> SyncCursor | None:
+    synced = ledger.latest_sync()
+    assert synced is not None
+    return SyncCursor.from_request(synced.request)
+
+
+def test_a_sync_continues_from_the_newest_snapshot_whoever_stored_it(
+    open_store: Callable[..., Ledger], sandbox: AlpacaSandbox
+) -> None:
+    first, second = open_alpaca(open_store, sandbox), open_alpaca(open_store, sandbox)
+    report = first.sync()
+    # Its own snapshot's cursor, known without decoding it, is the one stored in it.
+    assert first._last_cursor() == report.cursor == stored_cursor(first)
+
+    sandbox.set_symbol("MSFT", behavior="hold")
+    held = second.trade(side="buy", symbol="MSFT", qty="1", order_type="limit", limit_price="1")
+    later = second.sync()
+    assert later.cursor != report.cursor and held.id in later.cursor.unresolved
+    # Another process synced since: the first continues from that snapshot, not its own.
+    assert first._last_cursor() == later.cursor == stored_cursor(first)
+    again = first.sync()
+    assert again.cursor.through > later.cursor.through
+    assert second._last_cursor() == again.cursor == stored_cursor(second)
 
 
 # -- idempotency -----------------------------------------------------------------------------

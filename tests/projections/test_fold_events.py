@@ -253,3 +253,31 @@ def test_orders_to_load_are_those_requested_before_the_events():
     later = [(seq, e) for seq, e in events.items if type(e) is not Order.Requested]
     assert state.order_ids_to_load(events.items) == set()
     assert state.order_ids_to_load(later) == {earlier.id, now.id}
+
+
+def test_a_snapshot_writes_only_the_positions_that_differ_from_the_stored_ones():
+    book = Book("broker", lambda symbol, start_seq: ())
+    book.restart(1, [("AAPL", D(4), D(50)), ("MSFT", D(2), D(300)), ("NVDA", D(1), D(90))])
+    first = book.take_changes()
+    assert sorted(first.upserts) == ["AAPL", "MSFT", "NVDA"]
+
+    book.trade(2, "MSFT", D(1), D(310), "o1:e1")  # written below: the stored row is now 3 MSFT
+    assert sorted(book.take_changes().upserts) == ["MSFT"]
+    book.trade(3, "NVDA", D(1), D(95), "o2:e2")  # not yet written when the next snapshot comes
+    book.restart(4, [("AAPL", D("4.00"), D("50.0")), ("MSFT", D(2), D(300)),
+                     ("NVDA", D(1), D(90)), ("TSLA", D(5), D(200))])
+    changes = book.take_changes()
+    # AAPL is as stored (equal values, other exponents); MSFT goes back to what the
+    # snapshot says; NVDA's unwritten trade must be overwritten; TSLA is new.
+    assert sorted(changes.upserts) == ["MSFT", "NVDA", "TSLA"]
+    assert changes.upserts["NVDA"] == Position(D(1), D(90), D(0))
+    assert changes.deletes == set()
+    # Every symbol still gets its opening line: the book starts again at the snapshot.
+    assert sorted((symbol, line.seq) for symbol, line in changes.lines) == [
+        ("AAPL", 4), ("MSFT", 4), ("NVDA", 3), ("NVDA", 4), ("TSLA", 4)]
+    assert book.positions["AAPL"] == Position(D(4), D(200), D(0))
+
+    book.restart(5, [("TSLA", D(5), D(200))])
+    changes = book.take_changes()
+    assert changes.upserts == {}
+    assert changes.deletes == {"AAPL", "MSFT", "NVDA"}
