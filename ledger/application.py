@@ -38,11 +38,12 @@ from ledger.brokers.answers import apply_answer
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerAnswer, BrokerReader, BrokerReadError
 from ledger.brokers.router import BrokerRouter
+from ledger.collector import CollectorPaused
 from ledger.domain import BrokerSnapshot, Decision, Order, Reconciliation
 from ledger.domain.order import decision_order_id
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, parse_price, validate
 from ledger.failpoints import failpoint
-from ledger.recording import CollectorPaused, LedgerTranscoder
+from ledger.recording import LedgerTranscoder
 from ledger.sync import (
     OVERLAP,
     SyncCursor,
@@ -76,6 +77,11 @@ class DateAsISO(Transcoding):
 
     def decode(self, data: str) -> date:
         return date.fromisoformat(data)
+
+
+# A save of at least this many events runs with the cycle collector paused: it makes a
+# stored event, a notification and a recording per event, none in a cycle.
+PAUSE_COLLECTOR_FROM = 500
 
 
 def _insert_in_binary(recorder: Any) -> None:
@@ -135,7 +141,7 @@ class Ledger(Application[UUID]):
             else:
                 processing_event.collect_events(obj)
         processing_event.saved_kwargs.update(kwargs)
-        with CollectorPaused(len(processing_event.events)):
+        with CollectorPaused(when=len(processing_event.events) >= PAUSE_COLLECTOR_FROM):
             recordings = self._record(processing_event)
             self._take_snapshots(processing_event)
             self._notify(recordings)

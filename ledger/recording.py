@@ -8,12 +8,11 @@ table of every container it enters to catch cycles that event state cannot have.
 subclass here writes exactly the bytes eventsourcing's own transcoder writes, so stores
 written by either read with either. On PostgreSQL the save's rows then go in with COPY
 rather than as one array of a composite type (`CopyingPostgresRecorder`), and a large
-save runs with the cycle collector paused (`CollectorPaused`).
+save runs with the cycle collector paused (`ledger.collector`).
 """
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -43,36 +42,6 @@ _SAME_AS: dict[type[Transcoding], Callable[[Any], Any]] = {
     DecimalAsStr: Decimal.__str__,
     DatetimeAsISO: datetime.isoformat,
 }
-
-# Saves of at least this many events run with the cycle collector paused.
-PAUSE_COLLECTOR_FROM = 500
-
-
-class CollectorPaused:
-    """Pause Python's cycle collector while a large save is mapped and recorded.
-
-    A save of thousands of events makes a stored event, a notification and a recording
-    per event, all alive until the save returns: each 700 of them start a collection,
-    which walks them (and every tenth walks them all again, now and then the whole
-    heap), though none is part of a cycle; they are freed by reference counting as
-    soon as the caller drops them. Small saves are left alone: they start no
-    collection anyway. If the collector is already off, it stays off.
-
-    A class, not a generator: leaving a generator allocates (its StopIteration), and
-    the first allocation after the collector is back would walk every recording the
-    save is about to return."""
-
-    def __init__(self, events: int) -> None:
-        self.pausing = events >= PAUSE_COLLECTOR_FROM and gc.isenabled()
-
-    def __enter__(self) -> None:
-        if self.pausing:
-            gc.disable()
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.pausing:
-            gc.enable()
-
 
 class LedgerTranscoder(JSONTranscoder):
     """`JSONTranscoder` whose encoding of a registered type is one Python call, not two."""

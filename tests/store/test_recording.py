@@ -30,15 +30,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.application import DateAsISO, Ledger
+from ledger.collector import CollectorPaused
 from ledger.domain import BrokerSnapshot, Decision, Order
 from ledger.domain.order import decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
-from ledger.recording import (
-    PAUSE_COLLECTOR_FROM,
-    CollectorPaused,
-    CopyingPostgresRecorder,
-    LedgerTranscoder,
-)
+from ledger.recording import CopyingPostgresRecorder, LedgerTranscoder
 from tests.conftest import PG_URL, _with_query
 
 WHEN = datetime(2026, 1, 5, 14, 30, 0, 123456, tzinfo=UTC)
@@ -297,19 +293,19 @@ def collector_on() -> Iterator[None]:
 
 
 def test_collector_paused_only_for_large_saves_and_always_resumed(collector_on: None) -> None:
-    with CollectorPaused(PAUSE_COLLECTOR_FROM - 1):
+    with CollectorPaused(when=False):
         assert gc.isenabled()
-    with CollectorPaused(PAUSE_COLLECTOR_FROM):
+    with CollectorPaused():
         assert not gc.isenabled()
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), CollectorPaused(10_000):
+    with pytest.raises(RuntimeError), CollectorPaused():
         raise RuntimeError("a failed save")
     assert gc.isenabled()
 
 
 def test_collector_left_off_if_it_was_off(collector_on: None) -> None:
     gc.disable()
-    with CollectorPaused(10_000):
+    with CollectorPaused():
         pass
     assert not gc.isenabled()
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from ledger.brokers.port import BrokerReadError
-from ledger.reconciling import Reconciler, ReconcileRequest, cycle_collector_paused
+from ledger.collector import CollectorPaused
+from ledger.reconciling import Reconciler, ReconcileRequest
 
 
 @pytest.fixture(autouse=True)
@@ -23,17 +24,17 @@ def collector_enabled() -> Iterator[None]:
 
 
 def test_paused_inside_and_resumed_after_even_on_error() -> None:
-    with cycle_collector_paused():
+    with CollectorPaused():
         assert not gc.isenabled()
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), cycle_collector_paused():
+    with pytest.raises(RuntimeError), CollectorPaused():
         raise RuntimeError("boom")
     assert gc.isenabled()
 
 
 def test_a_collector_paused_by_the_caller_stays_paused() -> None:
     gc.disable()
-    with cycle_collector_paused():
+    with CollectorPaused():
         assert not gc.isenabled()
     assert not gc.isenabled()
 
