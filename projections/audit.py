@@ -576,46 +576,22 @@ def _snapshot_open_orders(views: Views, account: BrokerAccountState, span: DaySp
     return [] if fold.account is None else list(fold.account.open_orders)
 
 
-def _untouched_orders(views: Views, span: DaySpan, state: FoldState,
-                      opening: frozenset[UUID] | None, symbol: str | None) -> list[OrderRecord]:
-    """Orders requested before the day and not touched by it that were open at its close.
-
-    The previous day's closing document lists the orders open at the day's start; an order
-    the day did not touch is open at its close exactly when it was open at its start, so
-    each is one lookup by id. An index written before those lists were kept has none: then
-    the candidates are searched for in the orders view (those open now, and those that
-    changed after the day), a pass that grows with the history; `commands rebuild` writes
-    the lists.
-    """
-    if opening is not None:
-        wanted = [str(order_id) for order_id in opening - state.orders.keys()]
-        with views.store.read() as tx:
-            rows = views.store.select_in(tx, ORDERS, "", "order_id", wanted)
-        records = [order_from_row(row) for row in rows]
-        return [r for r in records if symbol is None or r.symbol == symbol]
-    opened = ", ".join("?" for _ in OPEN_STATUSES)
-    statuses = sorted(OPEN_STATUSES)
-    only = ' AND "symbol" = ?' if symbol is not None else ""
-    extra = [symbol] if symbol is not None else []
+def _untouched_orders(views: Views, state: FoldState, opening: frozenset[UUID],
+                      symbol: str | None) -> list[OrderRecord]:
+    """Orders open at the day's start that the day did not touch: still open at its close.
+    The previous close lists their ids, so each is a lookup by key."""
+    wanted = [str(order_id) for order_id in opening - state.orders.keys()]
     with views.store.read() as tx:
-        rows = views.store.select(
-            tx, ORDERS, where=f'"status" IN ({opened}) AND "requested_seq" < ?{only}',
-            params=[*statuses, span.first_seq, *extra],
-        )
-        rows += views.store.select(
-            tx, ORDERS,
-            where=f'"updated_seq" > ? AND "requested_seq" < ? AND "status" NOT IN ({opened}){only}',
-            params=[span.last_seq, span.first_seq, *statuses, *extra],
-        )
-    return [order_from_row(row) for row in rows]
+        rows = views.store.select_in(tx, ORDERS, "", "order_id", wanted)
+    records = [order_from_row(row) for row in rows]
+    return [r for r in records if symbol is None or r.symbol == symbol]
 
 
 def _orders_at_close(views: Views, span: DaySpan, state: FoldState,
-                     opening: frozenset[UUID] | None,
-                     symbol: str | None) -> dict[UUID, OrderRecord]:
+                     opening: frozenset[UUID], symbol: str | None) -> dict[UUID, OrderRecord]:
     """Every order the close depends on: those the day touched, and those open at its end."""
     known = dict(state.orders)
-    for record in _untouched_orders(views, span, state, opening, symbol):
+    for record in _untouched_orders(views, state, opening, symbol):
         if record.order_id not in known:
             at_close = _order_at_close(views, record, span)
             if at_close is not None:
@@ -663,8 +639,7 @@ def _order_document(record: OrderRecord) -> dict[str, Any]:
     }
 
 
-def _unresolved(views: Views, span: DaySpan, state: FoldState,
-                opening: frozenset[UUID] | None,
+def _unresolved(views: Views, span: DaySpan, state: FoldState, opening: frozenset[UUID],
                 symbol: str | None) -> dict[str, list[dict[str, Any]]]:
     known = _orders_at_close(views, span, state, opening, symbol)
     open_orders = sorted(
@@ -721,8 +696,7 @@ def audit_document(views: Views, day: date, symbol: str | None = None) -> dict[s
     }
     opening_account = _account(state.account)
     # The orders open at the day's start, as the previous close listed them.
-    ids = state.open_order_ids
-    opening_open = None if ids is None else frozenset(ids)
+    opening_open = frozenset(state.open_order_ids)
     replay.run()
     timeline = [
         fields

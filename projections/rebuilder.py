@@ -9,18 +9,17 @@ Readers see the old view or the new one, never a half-built one.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ledger.collector import CollectorPaused
 from projections.digest import RowDifference, differences, digest, dump, row_count
 from projections.runner import ViewWriter, pages, read_page
 from projections.state import FoldState
-from projections.store import Tx
-from projections.tables import VIEW_NAMES, VIEWS, VIEWS_BY_NAME, with_dependents
+from projections.store import Tx, ViewStore
+from projections.tables import VIEW_NAMES, VIEWS, VIEWS_BY_NAME, View, rebuilt_together
 
 if TYPE_CHECKING:
     from projections.views import Views
@@ -48,7 +47,7 @@ class UnknownProjection(ValueError):
 class ViewReport:
     name: str
     rows: int
-    digest: str
+    digest: str | None  # None when not verifying: hashing every row is an eighth of a rebuild
     replaced_digest: str | None  # None when not verifying, or nothing was replaced
     differences: tuple[RowDifference, ...] = ()
 
@@ -79,7 +78,7 @@ def resolve(names: Sequence[str] | None) -> tuple[str, ...]:
         raise UnknownProjection(
             f"no projection named {', '.join(unknown)}: choose from {', '.join(VIEW_NAMES)}"
         )
-    return with_dependents(names)
+    return rebuilt_together(names)
 
 
 def rebuild(
@@ -93,9 +92,9 @@ def rebuild(
     requested = resolve(names)
     store = views.store
     started = time.perf_counter()
-    with store.rebuild_mutex(), _cycle_collector_paused():
+    with store.rebuild_mutex(), CollectorPaused():
         stale = views.set_up()
-        targets = with_dependents([*requested, *stale])
+        targets = rebuilt_together([*requested, *stale])
         if not stale:
             # Compare like with like: the live views as of the newest event.
             views.catch_up_live(VIEW_NAMES)
@@ -146,21 +145,6 @@ def rebuild(
     )
 
 
-@contextlib.contextmanager
-def _cycle_collector_paused() -> Iterator[None]:
-    """A rebuild allocates millions of small objects (events, rows, decimals) that never
-    form reference cycles; Python's cycle collector would walk the growing heap again and
-    again for nothing (about a seventh of a rebuild's time). Reference counting still frees
-    everything; the collector resumes when the rebuild ends."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _take_write_lock(views: Views, tx: Tx) -> None:
     """SQLite upgrades a read transaction to a write one only if nothing was written since it
     began; starting with a write takes the lock first and waits for it instead of failing."""
@@ -199,19 +183,12 @@ def _swap(
         reports = []
         for name in targets:
             view = VIEWS_BY_NAME[name]
-            rebuilt = dump(store, tx, view, NEW)
-            replaced = None
-            if verify and all(t.name in existing for t in view.tables):
-                replaced = dump(store, tx, view)
-            reports.append(
-                ViewReport(
-                    name=name,
-                    rows=row_count(rebuilt),
-                    digest=digest(view, rebuilt),
-                    replaced_digest=None if replaced is None else digest(view, replaced),
-                    differences=tuple(differences(view, replaced, rebuilt)) if replaced else (),
-                )
-            )
+            reports.append(_report(store, tx, view, existing) if verify else ViewReport(
+                name=name,
+                rows=sum(store.count(tx, table, NEW) for table in view.tables),
+                digest=None,
+                replaced_digest=None,
+            ))
             for table in view.tables:
                 if table.name in existing:
                     store.rename(tx, table.name, table.name + OLD)
@@ -220,6 +197,19 @@ def _swap(
             store.write_meta(tx, name, view.layout, views.setting(view))
         store.set_position(tx, head)
     return reports, head, more
+
+
+def _report(store: ViewStore, tx: Tx, view: View, existing: set[str]) -> ViewReport:
+    """The rebuilt view's digest, and every row that differs from the view it replaces."""
+    rebuilt = dump(store, tx, view, NEW)
+    replaced = dump(store, tx, view) if all(t.name in existing for t in view.tables) else None
+    return ViewReport(
+        name=view.name,
+        rows=row_count(rebuilt),
+        digest=digest(view, rebuilt),
+        replaced_digest=None if replaced is None else digest(view, replaced),
+        differences=tuple(differences(view, replaced, rebuilt)) if replaced else (),
+    )
 
 
 def _apply_until(

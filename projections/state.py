@@ -428,10 +428,9 @@ class FoldState:
         self.audit: AuditIndexer | None = AuditIndexer(zone) if audit else None
         self.position = 0
         # Ids of the orders open after the events applied so far, as of the last
-        # `_settle_open_orders`; None when the state started where they were not known (an
-        # opening document written before they were kept). A day's close keeps them, so
-        # an audit finds the orders open at a close without searching the orders view.
-        self.open_order_ids: set[UUID] | None = set()
+        # `_settle_open_orders`. A day's close keeps them, so an audit finds the orders
+        # open at a close without searching the orders view.
+        self.open_order_ids: set[UUID] = set()
         self._changed_orders: list[OrderRecord] = []
         self._account_dirty = False
         self._dispatch: dict[type, Handler] = {}
@@ -512,16 +511,15 @@ class FoldState:
     def orders_for_netting(self) -> list[OpenOrder]:
         return [record.for_netting() for record in self.orders.values()]
 
-    def _settle_open_orders(self) -> set[UUID] | None:
+    def _settle_open_orders(self) -> set[UUID]:
         """Bring `open_order_ids` up to date with the orders changed since the last
         `take_changes` (every status change passes through `_changed`)."""
         ids = self.open_order_ids
-        if ids is not None:
-            for record in self._changed_orders:
-                if record.status in OPEN_STATUSES:
-                    ids.add(record.order_id)
-                else:
-                    ids.discard(record.order_id)
+        for record in self._changed_orders:
+            if record.status in OPEN_STATUSES:
+                ids.add(record.order_id)
+            else:
+                ids.discard(record.order_id)
         return ids
 
     def closing_document(self) -> str:
@@ -548,8 +546,7 @@ class FoldState:
                 "synced_at": account.synced_at.isoformat(),
             },
         }
-        if open_ids is not None:
-            document["open_orders"] = sorted(order_id.hex for order_id in open_ids)
+        document["open_orders"] = sorted(order_id.hex for order_id in open_ids)
         return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
     def load_opening(self, document: str) -> None:
@@ -573,8 +570,7 @@ class FoldState:
                 synced_at=datetime.fromisoformat(account["synced_at"]),
                 open_orders=[],
             )
-        open_ids = data.get("open_orders")
-        self.open_order_ids = None if open_ids is None else {UUID(hex=i) for i in open_ids}
+        self.open_order_ids = {UUID(hex=i) for i in data["open_orders"]}
 
     # -- handing changes to whoever stores them ------------------------------------------
 

@@ -330,6 +330,9 @@ class ViewStore:
             statement += f" ORDER BY {order}"
         return tx.query(statement, params)
 
+    def count(self, tx: Tx, table: Table, suffix: str = "") -> int:
+        return int(tx.query(f"SELECT COUNT(*) FROM {self.name(table.name + suffix)}")[0][0])
+
     def select_in_key_order(self, tx: Tx, table: Table, suffix: str = "") -> list[Row]:
         """Every row in key order, byte order for text (as Python and SQLite compare)."""
         if self.dialect == "sqlite" and not table.clustered:

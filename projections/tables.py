@@ -52,12 +52,18 @@ class View:
     # Views whose rows this one is computed from: rebuilding those rebuilds this one too.
     depends_on: tuple[str, ...] = ()
     description: str = ""
+    # Views whose state as of each event this one's fold needs (not today's rows): a
+    # rebuild of this view folds them from event 1 beside it.
+    folded_with: tuple[str, ...] = ()
+    # Raised when what a row holds changes though the tables' shape does not.
+    revision: int = 1
 
     @property
     def layout(self) -> str:
-        """Changes whenever a table's shape does: such views are rebuilt before use."""
+        """Changes whenever a table's shape or a row's content does: such views are
+        rebuilt before use."""
         spec = [(t.name, t.columns, t.key, t.indexes, t.clustered) for t in self.tables]
-        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps([spec, self.revision]).encode()).hexdigest()[:16]
 
 
 _POSITION_COLUMNS = (
@@ -161,7 +167,13 @@ AUDIT_INDEX = View(
     "audit_index",
     (AUDIT_DAYS,),
     ("local_book", "broker_book"),
-    "trading day -> its notification ids and closing books",
+    "trading day -> its notification ids, closing books and open orders",
+    # A close holds both books and the ids of the orders open at it: a fill reversed days
+    # later replays the book's earlier lines, and an order's status after an event
+    # depends on its status before, so both must be as they were, not as the live views
+    # hold them today.
+    folded_with=("orders", "local_book", "broker_book"),
+    revision=2,  # 2: each close lists the orders open at it
 )
 VIEWS: tuple[View, ...] = (ORDERS_VIEW, LOCAL_BOOK, BROKER_BOOK, AUDIT_INDEX)
 VIEWS_BY_NAME = {view.name: view for view in VIEWS}
@@ -169,6 +181,19 @@ VIEW_NAMES = tuple(VIEWS_BY_NAME)
 
 # The one broker account row: the view holds the latest sync only.
 ACCOUNT_KEY = "latest"
+
+
+def rebuilt_together(names: Sequence[str]) -> tuple[str, ...]:
+    """The views a rebuild of `names` builds: those computed from them, and those any of
+    them is folded with."""
+    chosen = set(with_dependents(names))
+    while True:
+        wanted = set(with_dependents([*chosen, *(
+            other for view in VIEWS if view.name in chosen for other in view.folded_with
+        )]))
+        if wanted == chosen:
+            return tuple(name for name in VIEW_NAMES if name in chosen)
+        chosen = wanted
 
 
 def with_dependents(names: Sequence[str]) -> tuple[str, ...]:

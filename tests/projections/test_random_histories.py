@@ -168,7 +168,7 @@ def test_incremental_equals_rebuilt_equals_plain_fold(store_kind, tmp_path, hist
 
         incremental = views.digests()
         assert incremental == memory_digests(ledger)
-        assert {v.name: v.digest for v in rebuild(views).views} == incremental
+        assert {v.name: v.digest for v in rebuild(views, verify=True).views} == incremental
 
         local, broker = reference_books(ledger)
         assert nonflat(local) == {

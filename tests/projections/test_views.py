@@ -100,7 +100,7 @@ def test_story_books_orders_and_their_agreement(ledger: Ledger, script, clock, m
 
     incremental = views.digests()
     assert incremental == memory_digests(ledger)
-    report = rebuild(views)
+    report = rebuild(views, verify=True)
     assert {v.name: v.digest for v in report.views} == incremental
     assert views.digests() == incremental
 
@@ -111,7 +111,7 @@ def test_digest_is_the_same_whatever_the_page_size(ledger: Ledger, script, clock
     one_by_one = make_views().digests()
     for size in (2, 7, 10_000):
         views = make_views(page_size=size)
-        assert {v.name: v.digest for v in rebuild(views).views} == one_by_one
+        assert {v.name: v.digest for v in rebuild(views, verify=True).views} == one_by_one
 
 
 def test_views_follow_new_events_and_a_second_reader(
