@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from ledger.collector import CollectorPaused
 from projections.digest import RowDifference, differences, digest, dump, row_count
-from projections.overlap import BackgroundWriter
 from projections.runner import ViewWriter, pages, read_page
 from projections.state import FoldState
 from projections.store import Tx, ViewStore
@@ -28,13 +27,12 @@ if TYPE_CHECKING:
 NEW = "__new"
 OLD = "__old"
 
-# Phase one folds a few pages per batch and writes their changes once, in one transaction:
-# a symbol's position row, a day's closing books and the commit (which writes out every
-# table page the transaction dirtied, the orders' key index of random UUIDs all over) then
-# cost one write per batch, not one per page; at a million events the per-page commits
-# alone were a tenth of a rebuild. A batch is written on a thread of its own while the next
-# is folded (projections/overlap.py). On SQLite the events share the file, so a batch also
-# ends after COMMIT_SECONDS of folding, whatever it folded, to keep its writes short.
+# Phase one folds a few pages per transaction and writes their changes once: a symbol's
+# position row, a day's closing books and the commit (which writes out every table page
+# the transaction dirtied, the orders' key index of random UUIDs all over) then cost one
+# write per transaction, not one per page; at a million events the per-page commits alone
+# were a tenth of a rebuild. On SQLite the events share the file, so a transaction also
+# holds up the ledger's appends: it ends after COMMIT_SECONDS whatever it folded.
 PAGES_PER_COMMIT = 5
 COMMIT_SECONDS = 1.0
 
@@ -111,30 +109,23 @@ def rebuild(
         head = views.ledger.recorder.max_notification_id() or 0
         events, last = 0, 0
         source = pages(views.ledger, 0, views.page_size, full=False, statuses=True)
-        with BackgroundWriter(
-            store, writer.execute, lambda tx: _take_write_lock(views, tx)
-        ) as background:
-            # The fold reads the new tables only for what it let go of (an order, a symbol's
-            # lines): the batches still in flight must land first.
-            writer.before_read = background.wait
-            page = next(source, None)
-            while page is not None:
+        page = next(source, None)
+        while page is not None:
+            with store.write(durable=False) as tx:
+                _take_write_lock(views, tx)
                 began, folded = time.perf_counter(), 0
                 while page is not None and folded < PAGES_PER_COMMIT:
-                    writer.fold(None, state, page)
+                    writer.fold(tx, state, page)
                     events += len(page)
                     last = page[-1][0]
                     folded += 1
                     page = next(source, None)
                     if time.perf_counter() - began >= COMMIT_SECONDS:
                         break
-                changes = state.take_changes()
-                background.submit(writer.statements(changes))
-                state.forget_orders_except(changes.orders)
-                if progress is not None:
-                    progress(events, max(head, last))
-            background.wait()
-            writer.before_read = None
+                touched = writer.flush(tx, state)
+            state.forget_orders_except(touched)
+            if progress is not None:
+                progress(events, max(head, last))
 
         with store.write() as tx:
             for name in targets:

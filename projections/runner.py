@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -33,7 +32,6 @@ from projections.tables import (
     LOCAL_LINES,
     LOCAL_POSITIONS,
     ORDERS,
-    Row,
     Table,
     account_from_row,
     account_row,
@@ -48,8 +46,6 @@ from projections.tables import (
 )
 
 Page = list[tuple[int, Any]]
-# One write of a batch: a ViewStore method (insert, upsert or delete), its table and its rows.
-Statement = tuple[Callable[[Tx, Table, str, list[Row]], None], Table, list[Row]]
 
 # Large enough that per-page costs (a transaction, a few queries) vanish, small enough
 # that a page of decoded events stays a few tens of megabytes.
@@ -157,9 +153,6 @@ class ViewWriter:
         self.suffix = suffix
         self._orders_suffix = suffix if "orders" in self.views else ""
         self._tx: Tx | None = None
-        # Called before the fold reads this writer's tables outside a transaction of its
-        # own: a rebuild that writes on another thread waits there for its writes to land.
-        self.before_read: Callable[[], None] | None = None
 
     def _own(self, view: str) -> bool:
         return view in self.views
@@ -223,22 +216,14 @@ class ViewWriter:
                 "params": (symbol, start_seq),
                 "order": '"seq", "n"',
             }
-            with self._reading() as tx:
-                rows = self.store.select(tx, table, self.suffix, **query)
+            if self._tx is not None:
+                rows = self.store.select(self._tx, table, self.suffix, **query)
+            else:
+                with self.store.read() as tx:
+                    rows = self.store.select(tx, table, self.suffix, **query)
             return [line_from_row(row) for row in rows]
 
         return lines
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[Tx]:
-        """The fold's transaction if it has one, else a read one once pending writes landed."""
-        if self._tx is not None:
-            yield self._tx
-            return
-        if self.before_read is not None:
-            self.before_read()
-        with self.store.read() as tx:
-            yield tx
 
     # -- a page ---------------------------------------------------------------------------
 
@@ -247,18 +232,16 @@ class ViewWriter:
         self.fold(tx, state, page)
         return self.flush(tx, state)
 
-    def fold(self, tx: Tx | None, state: FoldState, page: Page) -> None:
-        """Fold the page into `state` only. Its changes wait in `state` for `flush` (or
-        `statements`): until then the orders they touch must stay in `state`. With no `tx`,
-        what the fold reads from the tables is read in a read transaction of its own."""
+    def fold(self, tx: Tx, state: FoldState, page: Page) -> None:
+        """Fold the page into `state` only. Its changes wait in `state` for `flush`, in the
+        same transaction: until then the orders they touch must stay in `state`."""
         self._tx = tx
         try:
             missing = state.order_ids_to_load(page)
             if missing:
-                with self._reading() as reading:
-                    rows = self.store.select_in(
-                        reading, ORDERS, self._orders_suffix, "order_id", [str(i) for i in missing]
-                    )
+                rows = self.store.select_in(
+                    tx, ORDERS, self._orders_suffix, "order_id", [str(i) for i in missing]
+                )
                 for row in rows:
                     record = order_from_row(row)
                     state.orders[record.order_id] = record
@@ -275,42 +258,28 @@ class ViewWriter:
         return changes.orders
 
     def write(self, tx: Tx, changes: Changes) -> None:
-        self.execute(tx, self.statements(changes))
-
-    def statements(self, changes: Changes) -> list[Statement]:
-        """The writes `changes` call for, as rows built now: the records they come from may
-        change again (on the next page) before another thread executes them."""
-        store = self.store
-        out: list[Statement] = []
+        store, s = self.store, self.suffix
         if self._own("orders"):
-            orders = changes.orders
-            out.append((store.insert, ORDERS, [order_row(r) for r in orders if not r.stored]))
-            out.append((store.upsert, ORDERS, [order_row(r) for r in orders if r.stored]))
+            store.insert(tx, ORDERS, s, [order_row(r) for r in changes.orders if not r.stored])
+            store.upsert(tx, ORDERS, s, [order_row(r) for r in changes.orders if r.stored])
             for record in changes.orders:
                 record.stored = True
         if self._own("local_book"):
-            self._book_statements(out, LOCAL_POSITIONS, LOCAL_LINES, changes.local)
+            self._write_book(tx, LOCAL_POSITIONS, LOCAL_LINES, changes.local)
         if self._own("broker_book"):
-            self._book_statements(out, BROKER_POSITIONS, BROKER_LINES, changes.broker)
+            self._write_book(tx, BROKER_POSITIONS, BROKER_LINES, changes.broker)
             if changes.account is not None:
-                out.append((store.upsert, BROKER_ACCOUNT, [account_row(changes.account)]))
+                store.upsert(tx, BROKER_ACCOUNT, s, [account_row(changes.account)])
         if self._own("audit_index"):
-            out.append((store.upsert, AUDIT_DAYS, [day_row(day) for day in changes.days]))
-        return out
+            store.upsert(tx, AUDIT_DAYS, s, [day_row(day) for day in changes.days])
 
-    def execute(self, tx: Tx, statements: Sequence[Statement]) -> None:
-        for method, table, rows in statements:
-            if rows:
-                method(tx, table, self.suffix, rows)
-
-    def _book_statements(
-        self, out: list[Statement], positions: Table, lines: Table, changes: Any
-    ) -> None:
-        store = self.store
-        out.append((store.delete, positions, [(symbol,) for symbol in sorted(changes.deletes)]))
-        out.append((
-            store.upsert,
+    def _write_book(self, tx: Tx, positions: Table, lines: Table, changes: Any) -> None:
+        store, s = self.store, self.suffix
+        store.delete(tx, positions, s, [(symbol,) for symbol in sorted(changes.deletes)])
+        store.upsert(
+            tx,
             positions,
+            s,
             [position_row(symbol, p) for symbol, p in sorted(changes.upserts.items())],
-        ))
-        out.append((store.insert, lines, [line_row(s, line) for s, line in changes.lines]))
+        )
+        store.insert(tx, lines, s, [line_row(symbol, line) for symbol, line in changes.lines])
