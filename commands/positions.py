@@ -116,21 +116,6 @@ def _position_document(row: PositionRow) -> dict[str, Any]:
     }
 
 
-def _account_document(account: BrokerAccountState | None) -> dict[str, Any] | None:
-    if account is None:
-        return None
-    return {
-        "broker": account.broker,
-        "account_id": account.account_id,
-        "paper": account.paper,
-        "cash": account.cash,
-        "equity": account.equity,
-        "buying_power": account.buying_power,
-        "broker_time": account.broker_time,
-        "synced_at": account.synced_at,
-    }
-
-
 def _show_book(
     book: str,
     rows: list[PositionRow],
@@ -145,7 +130,7 @@ def _show_book(
             "positions": [_position_document(row) for row in rows],
         }
         if book == "broker":
-            document["account"] = _account_document(account)
+            document["account"] = None if account is None else account.document()
         print_json(document)
         return
     if book == "broker":

@@ -549,22 +549,6 @@ def _positions(rows: list[PositionRow], symbol: str | None) -> list[dict[str, An
     ]
 
 
-def _account(account: BrokerAccountState | None) -> dict[str, Any] | None:
-    if account is None:
-        return None
-    return {
-        "snapshot_id": account.snapshot_id,
-        "broker": account.broker,
-        "account_id": account.account_id,
-        "paper": account.paper,
-        "cash": account.cash,
-        "equity": account.equity,
-        "buying_power": account.buying_power,
-        "broker_time": account.broker_time,
-        "synced_at": account.synced_at,
-    }
-
-
 def _snapshot_open_orders(views: Views, account: BrokerAccountState, span: DaySpan) -> list[Any]:
     """The open orders of the day's last sync. A day's closing document keeps the account's
     numbers but not its open orders, so a sync from an earlier day is read again (one event)."""
@@ -694,7 +678,7 @@ def audit_document(views: Views, day: date, symbol: str | None = None) -> dict[s
         "local": _positions(position_rows(state.local.positions), wanted),
         "broker": _positions(position_rows(state.broker.positions), wanted),
     }
-    opening_account = _account(state.account)
+    opening_account = None if state.account is None else state.account.document()
     # The orders open at the day's start, as the previous close listed them.
     opening_open = frozenset(state.open_order_ids)
     replay.run()
@@ -719,7 +703,10 @@ def audit_document(views: Views, day: date, symbol: str | None = None) -> dict[s
             "local": _positions(position_rows(state.local.positions), wanted),
             "broker": _positions(position_rows(state.broker.positions), wanted),
         },
-        "broker_account": {"opening": opening_account, "closing": _account(state.account)},
+        "broker_account": {
+            "opening": opening_account,
+            "closing": None if state.account is None else state.account.document(),
+        },
         "pnl": pnl,
         "pnl_total": {book: _exact(sum((row[book] for row in pnl), ZERO)) for book in BOOKS},
         "unresolved": _unresolved(views, span, state, opening_open, wanted),

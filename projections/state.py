@@ -140,6 +140,20 @@ class BrokerAccountState:
     synced_at: datetime
     open_orders: list[dict[str, Any]]
 
+    def document(self) -> dict[str, Any]:
+        """The account as `positions --json` and the audit show it (plain Python values)."""
+        return {
+            "snapshot_id": self.snapshot_id,
+            "broker": self.broker,
+            "account_id": self.account_id,
+            "paper": self.paper,
+            "cash": self.cash,
+            "equity": self.equity,
+            "buying_power": self.buying_power,
+            "broker_time": self.broker_time,
+            "synced_at": self.synced_at,
+        }
+
 
 @dataclass(slots=True)
 class AuditDay:

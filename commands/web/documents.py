@@ -14,7 +14,7 @@ from typing import Any
 
 from commands.errors import CommandError
 from commands.output import jsonable
-from commands.positions import _account_document, _position_document, parse_as_of
+from commands.positions import _position_document, parse_as_of
 from commands.web.context import WebContext
 from commands.web.params import BadQuery
 from projections import books_at
@@ -70,7 +70,7 @@ def positions_document(context: WebContext, views: Views, book: str,
         "positions": [_position_document(row) for row in positions],
     }
     if book == "broker":
-        document["account"] = _account_document(account)
+        document["account"] = None if account is None else account.document()
     return document
 
 
