@@ -9,14 +9,16 @@ Readers see the old view or the new one, never a half-built one.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ledger.collector import CollectorPaused
+from projections import read_ahead
 from projections.digest import RowDifference, differences, digest, dump, row_count
-from projections.runner import ViewWriter, pages, read_page
+from projections.runner import Page, ViewWriter, pages, read_page
 from projections.state import FoldState
 from projections.store import Tx, ViewStore
 from projections.tables import VIEW_NAMES, VIEWS, VIEWS_BY_NAME, View, rebuilt_together
@@ -112,24 +114,24 @@ def rebuild(
         state = writer.fresh_state()
         head = views.ledger.recorder.max_notification_id() or 0
         events, last = 0, 0
-        source = pages(views.ledger, 0, views.page_size, full=False, statuses=True)
-        page = next(source, None)
-        while page is not None:
-            with store.write(durable=False) as tx:
-                _take_write_lock(views, tx)
-                began, folded = time.perf_counter(), 0
-                while page is not None and folded < PAGES_PER_COMMIT:
-                    writer.fold(tx, state, page)
-                    events += len(page)
-                    last = page[-1][0]
-                    folded += 1
-                    page = next(source, None)
-                    if time.perf_counter() - began >= COMMIT_SECONDS:
-                        break
-                touched = writer.flush(tx, state)
-            state.forget_orders_except(touched)
-            if progress is not None:
-                progress(events, max(head, last))
+        with _pages(views, head) as source:
+            page = next(source, None)
+            while page is not None:
+                with store.write(durable=False) as tx:
+                    _take_write_lock(views, tx)
+                    began, folded = time.perf_counter(), 0
+                    while page is not None and folded < PAGES_PER_COMMIT:
+                        writer.fold(tx, state, page)
+                        events += len(page)
+                        last = page[-1][0]
+                        folded += 1
+                        page = next(source, None)
+                        if time.perf_counter() - began >= COMMIT_SECONDS:
+                            break
+                    touched = writer.flush(tx, state)
+                state.forget_orders_except(touched)
+                if progress is not None:
+                    progress(events, max(head, last))
 
         with store.write() as tx:
             for name in targets:
@@ -146,6 +148,16 @@ def rebuild(
         position=position,
         verified=verify,
         requested=requested,
+    )
+
+
+def _pages(views: Views, head: int) -> contextlib.AbstractContextManager[Iterator[Page]]:
+    """Every event from the first, as pages: read ahead by a second process when there are
+    enough of them to repay starting it and it can open the same store."""
+    if head >= read_ahead.READ_AHEAD_FROM and views.store.shared_between_processes():
+        return read_ahead.read_ahead(views.ledger, 0, views.page_size)
+    return contextlib.nullcontext(
+        pages(views.ledger, 0, views.page_size, full=False, statuses=True)
     )
 
 

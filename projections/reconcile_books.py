@@ -17,7 +17,7 @@ from ledger.application import Ledger
 from ledger.domain import Order, Reconciliation
 from ledger.domain.planning import SymbolFacts
 from projections.folds import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, signed
-from projections.runner import _TIMESTAMP_PREFIX
+from projections.runner import TIMESTAMP_PREFIX
 from projections.state import OrderRecord
 from projections.views import Views
 
@@ -39,8 +39,8 @@ def _recorded_at(ledger: Ledger, notification: Notification) -> datetime:
     state = notification.state
     mapper = ledger.mapper
     if (mapper.cipher is None and mapper.compressor is None
-            and state.startswith(_TIMESTAMP_PREFIX)):
-        start = len(_TIMESTAMP_PREFIX)
+            and state.startswith(TIMESTAMP_PREFIX)):
+        start = len(TIMESTAMP_PREFIX)
         with contextlib.suppress(ValueError):
             return datetime.fromisoformat(state[start:state.find(b'"', start)].decode())
     timestamp: datetime = mapper.to_domain_event(notification).timestamp

@@ -63,7 +63,7 @@ FOLD_STAMPED_TOPICS = {
     **{get_topic(cls): cls for cls in STATUS_ONLY_EVENTS},
 }
 # eventsourcing's JSON transcoder writes the timestamp first, as an ISO string.
-_TIMESTAMP_PREFIX = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
+TIMESTAMP_PREFIX = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
 
 
 def read_page(
@@ -100,9 +100,9 @@ def read_page(
 
 def _stamp(notification: Notification, event_class: type) -> Stamp | None:
     state = notification.state
-    if not state.startswith(_TIMESTAMP_PREFIX):
+    if not state.startswith(TIMESTAMP_PREFIX):
         return None
-    start = len(_TIMESTAMP_PREFIX)
+    start = len(TIMESTAMP_PREFIX)
     end = state.find(b'"', start)
     try:
         timestamp = datetime.fromisoformat(state[start:end].decode())

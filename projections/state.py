@@ -446,6 +446,10 @@ class FoldState:
         # open at a close without searching the orders view.
         self.open_order_ids: set[UUID] = set()
         self._changed_orders: list[OrderRecord] = []
+        # Orders an event touched since open_order_ids was last settled. Kept apart from
+        # _changed_orders (once per flush): a close settles only what changed since the
+        # previous close, not again every order of the flush so far.
+        self._unsettled: list[OrderRecord] = []
         self._account_dirty = False
         self._dispatch: dict[type, Handler] = {}
 
@@ -495,6 +499,7 @@ class FoldState:
         return wanted
 
     def _changed(self, record: OrderRecord) -> None:
+        self._unsettled.append(record)
         if not record.changed:
             record.changed = True
             self._changed_orders.append(record)
@@ -526,14 +531,15 @@ class FoldState:
         return [record.for_netting() for record in self.orders.values()]
 
     def _settle_open_orders(self) -> set[UUID]:
-        """Bring `open_order_ids` up to date with the orders changed since the last
-        `take_changes` (every status change passes through `_changed`)."""
+        """Bring `open_order_ids` up to date with the orders touched since it was last
+        settled (every status change passes through `_changed`)."""
         ids = self.open_order_ids
-        for record in self._changed_orders:
+        for record in self._unsettled:
             if record.status in OPEN_STATUSES:
                 ids.add(record.order_id)
             else:
                 ids.discard(record.order_id)
+        self._unsettled = []
         return ids
 
     def closing_document(self) -> str:

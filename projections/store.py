@@ -390,6 +390,10 @@ class ViewStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def shared_between_processes(self) -> bool:
+        """Whether another process can open this store: not an in-memory SQLite database."""
+        return self.dialect == "postgres" or self._sqlite_file() is not None
+
     def _sqlite_file(self) -> Path | None:
         name = self.datastore.pool.db_name  # type: ignore[union-attr]
         if not name or ":memory:" in name or name.startswith("file:"):

@@ -1,0 +1,315 @@
+"""Reading a rebuild's pages in a second process while this one folds them.
+
+A rebuild is two halves of about equal cost: reading events (select, JSON) and folding
+them into rows and writing those. A process runs one at a time (a reading thread was
+measured: the GIL made both slower), so on a machine with two cores a long rebuild reads
+ahead in a child process and hands each page over, one page ahead of the fold.
+
+The split follows what crosses cheaply. The child selects notifications with the
+library's recorder and scans their JSON, the larger part of decoding; the tagged values
+(`{"_type_": "decimal_str", "_data_": "2.5"}`) cross as `marshal` data, with the
+notification's id, originator and version; this process turns them into values with the
+transcoder's own transcodings and builds the events as eventsourcing's mapper does (the
+class, its `__dict__` set to the decoded state). Events whose state nests tagged values
+(a broker snapshot's positions), and stores with a cipher or compression, are decoded
+by the mapper in the child and pickled whole. Events the fold takes as a Stamp cross as
+one: their class, id, version and timestamp.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import marshal
+import pickle
+import struct
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, BinaryIO
+from uuid import UUID, SafeUUID
+
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    Notification,
+    UUIDAsHex,
+)
+from eventsourcing.utils import resolve_topic
+
+from ledger.application import Ledger
+from projections.runner import FOLD_STAMPED_TOPICS, TIMESTAMP_PREFIX, Page
+from projections.state import Stamp
+
+# Below this many events a rebuild reads in-process: starting the reader (a fresh
+# interpreter importing the ledger) costs about what reading 30,000 events does.
+READ_AHEAD_FROM = 100_000
+
+# How a shape's records are laid out.
+_STAMP, _PLAIN, _PICKLED = 0, 1, 2
+_SCALARS = frozenset({str, int, bool, float, type(None)})
+_END, _FAILED = b"", b"!"
+
+
+class ReaderFailed(RuntimeError):
+    """The reading process stopped with an error: its traceback is the message."""
+
+
+# -- the child's half -------------------------------------------------------------------
+
+
+class PageEncoder:
+    """Notifications into bytes. A shape (a topic, its layout and attribute names) is
+    sent once, the first time a page holds it."""
+
+    def __init__(self, mapper: Mapper[UUID]) -> None:
+        self._mapper = mapper
+        self._plain = mapper.cipher is None and mapper.compressor is None
+        self._shapes: dict[tuple[str, int, tuple[str, ...] | None], int] = {}
+        self._upcast: dict[str, bool] = {}
+
+    def _shape(self, topic: str, layout: int, names: tuple[str, ...] | None, new: list[Any]) -> int:
+        key = (topic, layout, names)
+        index = self._shapes.get(key)
+        if index is None:
+            index = self._shapes[key] = len(self._shapes)
+            new.append((index, topic, layout, names))
+        return index
+
+    def _upcasts(self, topic: str) -> bool:
+        """Whether events of `topic` may need the mapper's upcasting."""
+        upcasts = self._upcast.get(topic)
+        if upcasts is None:
+            upcasts = self._upcast[topic] = getattr(resolve_topic(topic), "class_version", 1) != 1
+        return upcasts
+
+    def encode(self, notifications: Sequence[Notification]) -> bytes:
+        new: list[Any] = []
+        records: list[tuple[Any, ...]] = []
+        loads, scalars, prefix = json.loads, _SCALARS, TIMESTAMP_PREFIX
+        start = len(prefix)
+        for n in notifications:
+            topic, state = n.topic, n.state
+            # As `read_page` decides, a status or decision event is folded as a Stamp.
+            if self._plain and topic in FOLD_STAMPED_TOPICS and state.startswith(prefix):
+                index = self._shape(topic, _STAMP, None, new)
+                end = state.find(b'"', start)
+                records.append((
+                    n.id, index, n.originator_id.int, n.originator_version,
+                    state[start:end].decode(),
+                ))
+                continue
+            document = loads(state.decode()) if self._plain and not self._upcasts(topic) else None
+            record = None if document is None else _plain_record(n, document, scalars)
+            if record is None:
+                index = self._shape(topic, _PICKLED, None, new)
+                records.append((n.id, index, pickle.dumps(self._mapper.to_domain_event(n))))
+                continue
+            tagged, values = record
+            index = self._shape(topic, _PLAIN, tuple(document), new)
+            records.append((n.id, index, tagged, n.originator_id.int, n.originator_version,
+                            *values))
+        return marshal.dumps((new, records))
+
+
+def _plain_record(
+    n: Notification, document: dict[str, Any], scalars: frozenset[type]
+) -> tuple[int, list[Any]] | None:
+    """(a bit per tagged value, the values) of a state with no nested values, else None."""
+    if "class_version" in document:
+        return None
+    values: list[Any] = []
+    tagged = 0
+    for position, value in enumerate(document.values()):
+        if type(value) in scalars:
+            values.append(value)
+            continue
+        if type(value) is not dict or len(value) != 2 or "_type_" not in value:
+            return None
+        data = value.get("_data_")
+        if type(data) not in scalars:
+            return None
+        tagged |= 1 << position
+        values.append((value["_type_"], data))
+    return tagged, values
+
+
+# -- this process's half ---------------------------------------------------------------
+
+
+def _uuid(value: int, new: Callable[..., Any] = object.__new__) -> UUID:
+    """`UUID(int=value)` without its constructor's checks (the value is the `int` of a
+    UUID the recorder made): what `UUID.__init__` ends with, at half the cost."""
+    uuid = new(UUID)
+    _set_attribute(uuid, "int", value)
+    _set_attribute(uuid, "is_safe", SafeUUID.unknown)
+    return uuid
+
+
+def _uuid_from_hex(data: str) -> UUID:
+    return _uuid(int(data, 16))
+
+
+_set_attribute = object.__setattr__
+
+# eventsourcing's own transcodings, as the C functions they call (their `decode` methods
+# do exactly this); any other transcoding decodes with its own method.
+_SAME_AS: dict[type, Callable[[Any], Any]] = {
+    UUIDAsHex: _uuid_from_hex,
+    DecimalAsStr: Decimal,
+    DatetimeAsISO: datetime.fromisoformat,
+}
+
+
+class PageDecoder:
+    """Bytes from a `PageEncoder` back into a page of (notification id, event)."""
+
+    def __init__(self, transcoder: JSONTranscoder) -> None:
+        self._decoders: dict[str, Callable[[Any], Any]] = {
+            name: _SAME_AS.get(type(transcoding), transcoding.decode)
+            for name, transcoding in transcoder.names.items()
+        }
+        self._shapes: list[tuple[type, int, tuple[str, ...] | None]] = []
+        self._positions: dict[int, tuple[int, ...]] = {}
+
+    def _tagged(self, mask: int) -> tuple[int, ...]:
+        positions = self._positions.get(mask)
+        if positions is None:
+            positions = self._positions[mask] = tuple(
+                5 + bit for bit in range(mask.bit_length()) if mask >> bit & 1
+            )
+        return positions
+
+    def decode(self, data: bytes) -> Page:
+        new, records = marshal.loads(data)
+        for index, topic, layout, names in new:
+            assert index == len(self._shapes)
+            cls = FOLD_STAMPED_TOPICS[topic] if layout == _STAMP else resolve_topic(topic)
+            self._shapes.append((cls, layout, names))
+        shapes, decoders, tagged = self._shapes, self._decoders, self._tagged
+        new_object, set_attribute, make_tuple = object.__new__, _set_attribute, tuple.__new__
+        fromisoformat, uuid = datetime.fromisoformat, _uuid
+        page: Page = []
+        append = page.append
+        for record in records:
+            cls, layout, names = shapes[record[1]]
+            if layout == _STAMP:
+                append((record[0], make_tuple(Stamp, (
+                    uuid(record[2]), record[3], fromisoformat(record[4]), cls
+                ))))
+                continue
+            if layout == _PICKLED:
+                append((record[0], pickle.loads(record[2])))
+                continue
+            values = list(record)
+            for position in tagged(record[2]):
+                name, payload = values[position]
+                values[position] = decoders[name](payload)
+            state = dict(zip(names, values[5:], strict=True))  # type: ignore[arg-type]
+            # The mapper's last steps: the originator from the notification, then the class.
+            state["originator_id"] = uuid(record[3])
+            state["originator_version"] = record[4]
+            event = new_object(cls)
+            set_attribute(event, "__dict__", state)
+            append((record[0], event))
+        return page
+
+
+# -- the two processes ----------------------------------------------------------------
+# The reader is a plain `python -c`, not a multiprocessing child: those import the
+# parent's main module again, and `python -m commands` (like any script without a main
+# guard) would run the whole command a second time. Its arguments (the store's settings,
+# secrets included) arrive on stdin, never in argv; pages leave on stdout as frames.
+
+_FRAME = struct.Struct("<Q")
+
+
+def _write_frame(out: BinaryIO, data: bytes) -> None:
+    out.write(_FRAME.pack(len(data)))
+    out.write(data)
+    out.flush()
+
+
+def _read_frame(source: BinaryIO) -> bytes | None:
+    head = source.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        return None
+    (size,) = _FRAME.unpack(head)
+    data = source.read(size)
+    return data if len(data) == size else None
+
+
+def serve() -> None:
+    """The reading process: every page after `after`, encoded, then an empty frame."""
+    source, out = sys.stdin.buffer, sys.stdout.buffer
+    # Its pages are dropped once sent: nothing it allocates forms a cycle worth finding.
+    gc.disable()
+    try:
+        env, after, limit = pickle.loads(source.read())
+        ledger = Ledger(env=env)
+        try:
+            encoder = PageEncoder(ledger.mapper)
+            while True:
+                notifications = ledger.recorder.select_notifications(
+                    start=after, limit=limit, inclusive_of_start=False
+                )
+                if not notifications:
+                    break
+                _write_frame(out, encoder.encode(notifications))
+                after = notifications[-1].id
+            _write_frame(out, _END)
+        finally:
+            ledger.close()
+    except BrokenPipeError:
+        pass  # the rebuild stopped reading: nobody to tell
+    except BaseException:
+        with contextlib.suppress(OSError):
+            _write_frame(out, _FAILED + traceback.format_exc().encode())
+
+
+@contextlib.contextmanager
+def read_ahead(ledger: Ledger, after: int, limit: int) -> Iterator[Iterator[Page]]:
+    """The pages `pages(ledger, after, limit, full=False, statuses=True)` gives, read by a
+    child process one page ahead of the caller."""
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "from projections.read_ahead import serve; serve()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert reader.stdin is not None and reader.stdout is not None
+    output = reader.stdout
+    transcoder = ledger.mapper.transcoder
+    assert isinstance(transcoder, JSONTranscoder)
+    try:
+        reader.stdin.write(pickle.dumps((dict(ledger.env), after, limit)))
+        reader.stdin.close()
+
+        def received() -> Iterator[Page]:
+            decoder = PageDecoder(transcoder)
+            while True:
+                data = _read_frame(output)
+                if data is None:
+                    raise ReaderFailed(
+                        f"the process reading events ended (exit {reader.wait()}) mid-page"
+                    )
+                if data == _END:
+                    return
+                if data.startswith(_FAILED):
+                    raise ReaderFailed(data[len(_FAILED):].decode(errors="replace").strip())
+                yield decoder.decode(data)
+
+        yield received()
+    finally:
+        output.close()
+        try:
+            reader.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            reader.kill()
+            reader.wait()

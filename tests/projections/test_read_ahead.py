@@ -1,0 +1,117 @@
+"""A rebuild that reads ahead in a second process folds exactly the events it would read itself."""
+
+from __future__ import annotations
+
+import types
+from datetime import UTC, date, datetime
+from decimal import Decimal as D
+from typing import Any
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.domain import Order
+from projections import read_ahead, rebuild, rebuilder
+from projections.read_ahead import PageDecoder, PageEncoder, ReaderFailed
+from projections.runner import read_page
+from projections.state import Stamp
+from tests.projections.compare import memory_digests
+from tests.projections.script import Script
+
+
+def every_kind_of_event(ledger: Ledger, script: Script) -> None:
+    """Decisions, orders through each answer, reversals, snapshots (nested positions),
+    corporate actions (a date field) and adjustments."""
+    script.order("AAPL", "buy", "10", [(D(4), D("100.25")), (D(6), D(102))])
+    script.order("AAPL", "sell", "3", [(D(1), D(110))], cancel=True)
+    busted = script.order("MSFT", "buy", "2", [(D(2), D(400))], broker="alpaca")
+    script.reverse(busted.id)
+    script.order("NVDA", "buy", "1.5", purpose="compensation", broker="alpaca")
+    script.order("TSLA", "sell", "4", [(D(4), D(200))], purpose="external", broker="alpaca")
+    script.snapshot(
+        {"AAPL": ("7", "100.9"), "MSFT": ("-2", "400")},
+        broker_time=datetime(2026, 1, 5, 15, tzinfo=UTC),
+        open_orders=[{"client_order_id": "x", "symbol": "NVDA", "qty": D("1.5")}],
+    )
+    script.corporate_action("AAPL", ratio="4", effective=date(2026, 1, 6))
+    script.corporate_action("MSFT", new_symbol="MSFX")
+    script.adjust("AAPL", "1", "99.5")
+    rejected = script.order("IBM", "buy", "1", submit=False, broker="alpaca")
+    order: Order = ledger.repository.get(rejected.id)
+    order.mark_submission_failed(
+        broker="alpaca", code="503", message="unavailable", retryable=True, http_status=503
+    )
+    order.mark_rejected(reason="symbol not tradable")
+    ledger.save(order)
+
+
+def plain(page: list[tuple[int, Any]]) -> list[tuple[int, type, Any]]:
+    """What the fold sees of each event: its class and every attribute."""
+    return [
+        (seq, event.event_class, tuple(event)) if type(event) is Stamp
+        else (seq, type(event), vars(event))
+        for seq, event in page
+    ]
+
+
+def test_pages_cross_as_the_events_read_page_gives(ledger: Ledger, script: Script) -> None:
+    every_kind_of_event(ledger, script)
+    expected = read_page(ledger, 0, 1_000, full=False, statuses=True)
+    notifications = ledger.recorder.select_notifications(start=0, limit=1_000)
+    encoder, decoder = PageEncoder(ledger.mapper), PageDecoder(ledger.mapper.transcoder)
+    # In two pages, so that the second leans on shapes the first one sent.
+    half = len(notifications) // 2
+    received = [
+        *decoder.decode(encoder.encode(notifications[:half])),
+        *decoder.decode(encoder.encode(notifications[half:])),
+    ]
+    assert plain(received) == plain(expected)
+    # Every way across is taken: stamps, plain states, and whole pickled events.
+    kinds = {type(e).__qualname__ for _, e in received}
+    assert {"Stamp", "Order.Filled", "BrokerSnapshot.Synced", "CorporateAction.Recorded"} <= kinds
+    ids = [e.originator_id for _, e in received]
+    assert all(type(i) is type(ids[0]) and i == type(i)(str(i)) for i in ids)
+    assert {hash(i) for i in ids} == {hash(type(i)(str(i))) for i in ids}
+
+
+def test_a_rebuild_reading_ahead_equals_the_plain_fold(
+    ledger: Ledger, script: Script, make_views, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every_kind_of_event(ledger, script)
+    views = make_views(page_size=3)
+    views.catch_up()
+    monkeypatch.setattr(read_ahead, "READ_AHEAD_FROM", 0)
+    started: list[int] = []
+    real = read_ahead.read_ahead
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        started.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(read_ahead, "read_ahead", counted)
+    monkeypatch.setattr(rebuilder, "PAGES_PER_COMMIT", 2)
+    report = rebuild(views, verify=True)
+    assert started == [1]
+    assert not report.differed
+    assert report.events == ledger.last_notification_id()
+    assert {v.name: v.digest for v in report.views} == memory_digests(ledger)
+
+
+def test_a_reader_that_fails_says_why_and_nothing_is_swapped(ledger: Ledger, tmp_path) -> None:
+    unreachable = types.SimpleNamespace(
+        env={**ledger.env, "PERSISTENCE_MODULE": "no_such_module_for_events"},
+        mapper=ledger.mapper,
+    )
+    with (
+        pytest.raises(ReaderFailed, match="no_such_module_for_events"),
+        read_ahead.read_ahead(unreachable, 0, 100) as pages,  # type: ignore[arg-type]
+    ):
+        list(pages)
+
+
+def test_only_stores_another_process_can_open_are_read_ahead(open_store) -> None:
+    from projections.store import ViewStore
+
+    assert ViewStore(open_store()).shared_between_processes()
+    memory = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": ":memory:"})
+    assert not ViewStore(memory).shared_between_processes()
