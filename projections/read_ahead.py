@@ -22,6 +22,7 @@ import contextlib
 import gc
 import json
 import marshal
+import os
 import pickle
 import struct
 import subprocess
@@ -55,6 +56,13 @@ READ_AHEAD_FROM = 100_000
 _STAMP, _PLAIN, _PICKLED = 0, 1, 2
 _SCALARS = frozenset({str, int, bool, float, type(None)})
 _END, _FAILED = b"", b"!"
+
+
+def cores() -> int:
+    """Cores this process may run on (a container's share, where the OS says it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class ReaderFailed(RuntimeError):
@@ -182,7 +190,7 @@ class PageDecoder:
         positions = self._positions.get(mask)
         if positions is None:
             positions = self._positions[mask] = tuple(
-                5 + bit for bit in range(mask.bit_length()) if mask >> bit & 1
+                bit for bit in range(mask.bit_length()) if mask >> bit & 1
             )
         return positions
 
@@ -194,7 +202,17 @@ class PageDecoder:
             self._shapes.append((cls, layout, names))
         shapes, decoders, tagged = self._shapes, self._decoders, self._tagged
         new_object, set_attribute, make_tuple = object.__new__, _set_attribute, tuple.__new__
-        fromisoformat, uuid = datetime.fromisoformat, _uuid
+        fromisoformat, make_uuid = datetime.fromisoformat, _uuid
+        # An order's events follow one another closely: one UUID object per originator
+        # in a page (an int hashes in C, a UUID in Python).
+        uuids: dict[int, UUID] = {}
+
+        def uuid(value: int) -> UUID:
+            made = uuids.get(value)
+            if made is None:
+                made = uuids[value] = make_uuid(value)
+            return made
+
         page: Page = []
         append = page.append
         for record in records:
@@ -207,11 +225,11 @@ class PageDecoder:
             if layout == _PICKLED:
                 append((record[0], pickle.loads(record[2])))
                 continue
-            values = list(record)
+            state = dict(zip(names, record[5:], strict=True))  # type: ignore[arg-type]
             for position in tagged(record[2]):
-                name, payload = values[position]
-                values[position] = decoders[name](payload)
-            state = dict(zip(names, values[5:], strict=True))  # type: ignore[arg-type]
+                name = names[position]  # type: ignore[index]
+                kind, payload = state[name]
+                state[name] = decoders[kind](payload)
             # The mapper's last steps: the originator from the notification, then the class.
             state["originator_id"] = uuid(record[3])
             state["originator_version"] = record[4]

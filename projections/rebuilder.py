@@ -153,8 +153,13 @@ def rebuild(
 
 def _pages(views: Views, head: int) -> contextlib.AbstractContextManager[Iterator[Page]]:
     """Every event from the first, as pages: read ahead by a second process when there are
-    enough of them to repay starting it and it can open the same store."""
-    if head >= read_ahead.READ_AHEAD_FROM and views.store.shared_between_processes():
+    enough of them to repay starting it, a second core to run it on, and it can open the
+    same store."""
+    if (
+        head >= read_ahead.READ_AHEAD_FROM
+        and read_ahead.cores() >= 2
+        and views.store.shared_between_processes()
+    ):
         return read_ahead.read_ahead(views.ledger, 0, views.page_size)
     return contextlib.nullcontext(
         pages(views.ledger, 0, views.page_size, full=False, statuses=True)
