@@ -21,9 +21,11 @@ Then, in the same run, it measures (rates in events/s, latencies in ms, medians 
 - the raw insert limit: the same rows (the stored bytes of those events) inserted with
   plain multi-row INSERTs into a scratch table shaped like the events table, through the
   ledger's own connection, as many rows per transaction as the append it is compared with;
-- rebuild of every view (`projections.rebuild`, what `commands rebuild` runs), against
-  the raw read-and-decode limit (`bench_rebuild.raw_read`: select + decode every event,
-  nothing else), timed with Python's cycle collector paused as the rebuild runs;
+- rebuild of every view (`projections.rebuild`, what `commands rebuild` runs; from
+  100,000 events on a two-core machine it reads ahead in a second process), against the
+  raw read-and-decode limit (`bench_rebuild.raw_read`: the library's select + mapper
+  decode of every event in this one process, nothing else), timed with Python's cycle
+  collector paused as the rebuild runs;
 - reconcile `--dry-run` (the `Reconciler`, in process, against the local Alpaca sandbox
   over HTTP) with `--reconcile-symbols` positions held in both books;
 - audit of one trading day (`projections.audit.audit_document`) in a history of
