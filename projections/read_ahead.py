@@ -27,10 +27,12 @@ import pickle
 import struct
 import subprocess
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, BinaryIO
 from uuid import UUID, SafeUUID
 
@@ -264,7 +266,8 @@ def _read_frame(source: BinaryIO) -> bytes | None:
 
 
 def serve() -> None:
-    """The reading process: every page after `after`, encoded, then an empty frame."""
+    """The reading process: every page after `after`, encoded, then an empty frame; on an
+    error, the error itself (when it pickles) and its traceback."""
     source, out = sys.stdin.buffer, sys.stdout.buffer
     # Its pages are dropped once sent: nothing it allocates forms a cycle worth finding.
     gc.disable()
@@ -286,48 +289,77 @@ def serve() -> None:
             ledger.close()
     except BrokenPipeError:
         pass  # the rebuild stopped reading: nobody to tell
-    except BaseException:
+    except BaseException as error:
+        told = traceback.format_exc()
+        try:
+            report = pickle.dumps((error, told))
+        except Exception:
+            report = pickle.dumps((None, told))
         with contextlib.suppress(OSError):
-            _write_frame(out, _FAILED + traceback.format_exc().encode())
+            _write_frame(out, _FAILED + report)
+
+
+def _failure(data: bytes) -> BaseException:
+    """The reader's error as this process would have raised it reading in-process (so a
+    store that went away is reported as such), with the reader's traceback as its cause."""
+    try:
+        error, told = pickle.loads(data)
+    except Exception:
+        return ReaderFailed(data.decode(errors="replace"))
+    cause = ReaderFailed(f"in the process reading events:\n{told}")
+    if isinstance(error, Exception):
+        error.__cause__ = cause
+        return error
+    return cause
 
 
 @contextlib.contextmanager
 def read_ahead(ledger: Ledger, after: int, limit: int) -> Iterator[Iterator[Page]]:
     """The pages `pages(ledger, after, limit, full=False, statuses=True)` gives, read by a
     child process one page ahead of the caller."""
-    reader = subprocess.Popen(
-        [sys.executable, "-c", "from projections.read_ahead import serve; serve()"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert reader.stdin is not None and reader.stdout is not None
-    output = reader.stdout
+    # The child imports this very code, wherever it was imported from here.
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
     transcoder = ledger.mapper.transcoder
     assert isinstance(transcoder, JSONTranscoder)
-    try:
-        reader.stdin.write(pickle.dumps((dict(ledger.env), after, limit)))
-        reader.stdin.close()
+    with tempfile.TemporaryFile() as errors:
+        reader = subprocess.Popen(
+            [sys.executable, "-c", "from projections.read_ahead import serve; serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=env,
+        )
+        assert reader.stdin is not None and reader.stdout is not None
+        output = reader.stdout
 
         def received() -> Iterator[Page]:
             decoder = PageDecoder(transcoder)
             while True:
                 data = _read_frame(output)
                 if data is None:
+                    code = reader.wait()
+                    errors.seek(0)
+                    said = errors.read().decode(errors="replace").strip().splitlines()
                     raise ReaderFailed(
-                        f"the process reading events ended (exit {reader.wait()}) mid-page"
+                        f"the process reading events ended (exit {code}) mid-page"
+                        + (f": {said[-1]}" if said else "")
                     )
                 if data == _END:
                     return
                 if data.startswith(_FAILED):
-                    raise ReaderFailed(data[len(_FAILED):].decode(errors="replace").strip())
+                    raise _failure(data[len(_FAILED):])
                 yield decoder.decode(data)
 
-        yield received()
-    finally:
-        output.close()
         try:
-            reader.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            reader.kill()
-            reader.wait()
+            reader.stdin.write(pickle.dumps((dict(ledger.env), after, limit)))
+            reader.stdin.close()
+            yield received()
+        finally:
+            output.close()
+            try:
+                reader.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                reader.kill()
+                reader.wait()

@@ -8,6 +8,7 @@ from decimal import Decimal as D
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import PersistenceError
 
 from ledger.application import Ledger
 from ledger.domain import Order
@@ -98,16 +99,30 @@ def test_a_rebuild_reading_ahead_equals_the_plain_fold(
     assert {v.name: v.digest for v in report.views} == memory_digests(ledger)
 
 
-def test_a_reader_that_fails_says_why_and_nothing_is_swapped(ledger: Ledger, tmp_path) -> None:
-    unreachable = types.SimpleNamespace(
-        env={**ledger.env, "PERSISTENCE_MODULE": "no_such_module_for_events"},
-        mapper=ledger.mapper,
-    )
-    with (
-        pytest.raises(ReaderFailed, match="no_such_module_for_events"),
-        read_ahead.read_ahead(unreachable, 0, 100) as pages,  # type: ignore[arg-type]
-    ):
-        list(pages)
+def _reading(ledger: Ledger, **env: str) -> list[Any]:
+    elsewhere = types.SimpleNamespace(env={**ledger.env, **env}, mapper=ledger.mapper)
+    with read_ahead.read_ahead(elsewhere, 0, 100) as pages:  # type: ignore[arg-type]
+        return list(pages)
+
+
+def test_a_store_the_reader_cannot_open_fails_as_it_would_here(ledger: Ledger, tmp_path) -> None:
+    # Raised as the error reading in-process would raise (the CLI says "the event store's
+    # server went away" and the like for those), with the reader's traceback as its cause.
+    if ledger.env.get("SQLITE_DBNAME"):
+        elsewhere = {"SQLITE_DBNAME": str(tmp_path / "no" / "such" / "folder.db")}
+    else:
+        elsewhere = {"POSTGRES_DBNAME": "no_such_database_for_events"}
+    with pytest.raises(PersistenceError) as raised:
+        _reading(ledger, **elsewhere)
+    assert isinstance(raised.value.__cause__, ReaderFailed)
+    assert "Traceback" in str(raised.value.__cause__)
+
+
+def test_a_reader_that_dies_says_how(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Python that cannot start: no report on the pipe, only its last word on stderr.
+    monkeypatch.setenv("PYTHONHOME", "/no/such/python/home")
+    with pytest.raises(ReaderFailed, match=r"ended \(exit 1\) mid-page: .*\S"):
+        _reading(ledger)
 
 
 def test_only_stores_another_process_can_open_are_read_ahead(open_store) -> None:
