@@ -116,7 +116,7 @@ class PageEncoder:
                 ))
                 continue
             document = loads(state.decode()) if self._plain and not self._upcasts(topic) else None
-            record = None if document is None else _plain_record(n, document, scalars)
+            record = None if document is None else _plain_record(document, scalars)
             if record is None:
                 index = self._shape(topic, _PICKLED, None, new)
                 records.append((n.id, index, pickle.dumps(self._mapper.to_domain_event(n))))
@@ -129,7 +129,7 @@ class PageEncoder:
 
 
 def _plain_record(
-    n: Notification, document: dict[str, Any], scalars: frozenset[type]
+    document: dict[str, Any], scalars: frozenset[type]
 ) -> tuple[int, list[Any]] | None:
     """(a bit per tagged value, the values) of a state with no nested values, else None."""
     if "class_version" in document:
