@@ -131,3 +131,30 @@ def test_only_stores_another_process_can_open_are_read_ahead(open_store) -> None
     assert ViewStore(open_store()).shared_between_processes()
     memory = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": ":memory:"})
     assert not ViewStore(memory).shared_between_processes()
+
+
+def test_commands_rebuild_reads_ahead_and_finds_the_views_identical(
+    ledger: Ledger, script: Script, make_views, monkeypatch: pytest.MonkeyPatch, cli_env
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from commands.cli import cli
+
+    every_kind_of_event(ledger, script)
+    make_views().catch_up()
+    monkeypatch.setattr(read_ahead, "READ_AHEAD_FROM", 0)
+    monkeypatch.setattr(read_ahead, "cores", lambda: 2)
+    started: list[int] = []
+    real = read_ahead.read_ahead
+    monkeypatch.setattr(
+        read_ahead, "read_ahead", lambda *a, **k: started.append(1) or real(*a, **k)
+    )
+    result = CliRunner().invoke(cli, ["rebuild", "--verify", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert started == [1]
+    report = json.loads(result.stdout)
+    assert report["events"] == ledger.last_notification_id()
+    assert all(not view["differences"] for view in report["views"])
+    assert {v["name"]: v["digest"] for v in report["views"]} == memory_digests(ledger)
