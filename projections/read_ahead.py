@@ -47,7 +47,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import resolve_topic
 
 from ledger.application import Ledger
-from projections.runner import FOLD_STAMPED_TOPICS, TIMESTAMP_PREFIX, Page
+from projections.runner import FOLD_STAMPED_TOPICS, Page, stored_timestamp
 from projections.state import Stamp
 
 # Below this many events a rebuild reads in-process: starting the reader (a fresh
@@ -102,18 +102,17 @@ class PageEncoder:
     def encode(self, notifications: Sequence[Notification]) -> bytes:
         new: list[Any] = []
         records: list[tuple[Any, ...]] = []
-        loads, scalars, prefix = json.loads, _SCALARS, TIMESTAMP_PREFIX
-        start = len(prefix)
+        loads, scalars = json.loads, _SCALARS
         for n in notifications:
             topic, state = n.topic, n.state
             # As `read_page` decides, a status or decision event is folded as a Stamp.
-            if self._plain and topic in FOLD_STAMPED_TOPICS and state.startswith(prefix):
+            stamped = self._plain and topic in FOLD_STAMPED_TOPICS
+            timestamp = stored_timestamp(state) if stamped else None
+            if timestamp is not None:
                 index = self._shape(topic, _STAMP, None, new)
-                end = state.find(b'"', start)
-                records.append((
-                    n.id, index, n.originator_id.int, n.originator_version,
-                    state[start:end].decode(),
-                ))
+                records.append(
+                    (n.id, index, n.originator_id.int, n.originator_version, timestamp)
+                )
                 continue
             document = loads(state.decode()) if self._plain and not self._upcasts(topic) else None
             record = None if document is None else _plain_record(document, scalars)

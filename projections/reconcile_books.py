@@ -17,7 +17,7 @@ from ledger.application import Ledger
 from ledger.domain import Order, Reconciliation
 from ledger.domain.planning import SymbolFacts
 from projections.folds import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, signed
-from projections.runner import TIMESTAMP_PREFIX
+from projections.runner import stored_timestamp
 from projections.state import OrderRecord
 from projections.views import Views
 
@@ -38,11 +38,10 @@ def _recorded_at(ledger: Ledger, notification: Notification) -> datetime:
     as the rebuild does (`projections.runner`), without decoding the rest of it."""
     state = notification.state
     mapper = ledger.mapper
-    if (mapper.cipher is None and mapper.compressor is None
-            and state.startswith(TIMESTAMP_PREFIX)):
-        start = len(TIMESTAMP_PREFIX)
+    text = stored_timestamp(state) if mapper.cipher is None and mapper.compressor is None else None
+    if text is not None:
         with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(state[start:state.find(b'"', start)].decode())
+            return datetime.fromisoformat(text)
     timestamp: datetime = mapper.to_domain_event(notification).timestamp
     return timestamp
 

@@ -63,7 +63,17 @@ FOLD_STAMPED_TOPICS = {
     **{get_topic(cls): cls for cls in STATUS_ONLY_EVENTS},
 }
 # eventsourcing's JSON transcoder writes the timestamp first, as an ISO string.
-TIMESTAMP_PREFIX = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
+_TIMESTAMP_PREFIX = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
+
+
+def stored_timestamp(state: bytes) -> str | None:
+    """An event's timestamp as stored (ISO text), read from the start of its JSON state
+    without decoding the rest; None if the state does not start with it (a cipher, say)."""
+    if not state.startswith(_TIMESTAMP_PREFIX):
+        return None
+    start = len(_TIMESTAMP_PREFIX)
+    end = state.find(b'"', start)
+    return None if end < 0 else state[start:end].decode()
 
 
 def read_page(
@@ -99,13 +109,11 @@ def read_page(
 
 
 def _stamp(notification: Notification, event_class: type) -> Stamp | None:
-    state = notification.state
-    if not state.startswith(TIMESTAMP_PREFIX):
+    text = stored_timestamp(notification.state)
+    if text is None:
         return None
-    start = len(TIMESTAMP_PREFIX)
-    end = state.find(b'"', start)
     try:
-        timestamp = datetime.fromisoformat(state[start:end].decode())
+        timestamp = datetime.fromisoformat(text)
     except ValueError:
         return None
     return Stamp(
