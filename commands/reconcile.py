@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from commands.errors import EXIT_ATTENTION, EXIT_USAGE, CommandError
+from commands.interrupts import stop_on_signals
 from commands.output import console, decimal_text, print_json
 from commands.session import Session
 from ledger.brokers.port import BrokerReadError
@@ -74,7 +75,8 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
     )
     reconciler.check(request)
     try:
-        result = reconciler.run(request)
+        with stop_on_signals() as stop:
+            result = reconciler.run(request, stop)
     except BrokerReadError as error:
         # Invariant 9: a failed read is never "flat". One line, no plan, nothing sent.
         advice = "check your API keys" if error.auth else "run reconcile again later"
@@ -88,6 +90,14 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
         print_json(document)
     else:
         show(result, document)
+    if result.interrupted is not None:
+        counts = result.counts
+        click.echo(
+            f"Error: {result.interrupted}: {counts['submitted']} order(s) sent, "
+            f"{counts['not_sent']} not sent, {counts['unknown']} of unknown outcome: the next "
+            "run settles them",
+            err=True,
+        )
     if result.failed:
         raise click.exceptions.Exit(EXIT_ATTENTION)
 
@@ -119,7 +129,10 @@ def result_document(result: ReconcileResult) -> dict[str, Any]:
                 "type": outcome.order_type,
                 "limit_price": outcome.limit_price,
                 "client_order_id": outcome.client_order_id,
-                "status": outcome.status,
+                # The contract's statuses: an order not sent is "skipped", one of unknown
+                # outcome "failed" (it needs the next run) with `outcome_unknown` true.
+                "status": "skipped" if outcome.status == "not_sent" else outcome.status,
+                "outcome_unknown": outcome.outcome_unknown,
                 "error": outcome.error,
                 "hint": outcome.hint,
             })
@@ -132,6 +145,7 @@ def result_document(result: ReconcileResult) -> dict[str, Any]:
                 "limit_price": None,
                 "client_order_id": None,
                 "status": "skipped",
+                "outcome_unknown": False,
                 "error": row.skip_reason,
                 "hint": None,
             })
@@ -147,6 +161,7 @@ def result_document(result: ReconcileResult) -> dict[str, Any]:
             "next_close": clock.next_close, "timestamp": clock.timestamp,
         },
         "settled": result.settled,
+        "interrupted": result.interrupted,
         "positions": positions,
         "orders": orders,
         "summary": result.counts,
@@ -161,8 +176,12 @@ def show(result: ReconcileResult, document: dict[str, Any]) -> None:
     if clock is not None and not clock.is_open:
         when = clock.next_open.isoformat() if clock.next_open else "the next session"
         console.print(f"The market is closed: market orders queue until it opens at {when}.")
-    for client_order_id in result.settled:
-        console.print(f"Settled {client_order_id}: it never reached the broker; re-planned.")
+    for item in result.settled:
+        console.print(
+            f"Settled {item['client_order_id']} ({item['symbol']}, left by run "
+            f"{item['from_run'] or 'a trade'}): {item['how']}",
+            markup=False,
+        )
     rows = [r for r in document["positions"] if r["delta"] or r["open_qty"]]
     if not rows:
         console.print("The books agree: nothing to do.")
@@ -184,6 +203,8 @@ def show(result: ReconcileResult, document: dict[str, Any]) -> None:
     console.print(
         f"planned {summary['planned']}, submitted {summary['submitted']}, "
         f"failed {summary['failed']}, skipped {summary['skipped']}"
+        + (f", not sent {summary['not_sent']}" if summary["not_sent"] else "")
+        + (f", of unknown outcome {summary['unknown']}" if summary["unknown"] else "")
     )
     for order in document["orders"]:
         if order["status"] == "failed":
@@ -197,6 +218,8 @@ def _action(order: dict[str, Any]) -> str:
         what += f" @ {decimal_text(order['limit_price'])}"
     if order["status"] == "skipped":
         return f"skipped: {order['error']}"
+    if order["outcome_unknown"]:
+        return f"{what}: OUTCOME UNKNOWN"
     if order["status"] == "failed":
         return f"{what}: FAILED"
     return f"{what}: {order['status']}"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import click
 
+from commands.errors import EXIT_ATTENTION, CommandError
+from commands.interrupts import stop_on_signals
 from commands.output import decimal_text, print_json
 from commands.session import Session
 from ledger.domain import Order
+from ledger.domain.order import OUTCOME_UNKNOWN
+from ledger.stopping import Interrupted
 
 
 # Negative quantities must reach the validator (and its clear message), not click's option parser.
@@ -52,23 +56,38 @@ def trade(
     BROKER_PROVIDER=paper the order fills at --price; with alpaca it goes to Alpaca and
     the broker's answer is printed. Exit 1 when the order failed or was rejected.
     """
-    order = session.ledger.trade(
-        side=side,
-        symbol=symbol,
-        qty=qty,
-        price=price,
-        reason=reason,
-        order_type="limit" if limit_price is not None else "market",
-        limit_price=limit_price,
-        time_in_force=time_in_force,
-        extended_hours=extended_hours,
-        confirm_live=confirm_live,
-    )
+    with stop_on_signals() as stop:
+        try:
+            order = session.ledger.trade(
+                side=side,
+                symbol=symbol,
+                qty=qty,
+                price=price,
+                reason=reason,
+                order_type="limit" if limit_price is not None else "market",
+                limit_price=limit_price,
+                time_in_force=time_in_force,
+                extended_hours=extended_hours,
+                confirm_live=confirm_live,
+                may_send=stop.check,
+            )
+        except Interrupted as stopped:
+            raise CommandError(
+                f"{stopped}: 0 orders sent, 1 not sent, 0 of unknown outcome", EXIT_ATTENTION
+            ) from None
     document = order_document(order)
-    failed = order.status in ("submission_failed", "rejected")
+    failed = order.status in ("submission_failed", "rejected", OUTCOME_UNKNOWN)
+    interrupted = (
+        f"Error: {stop.reason}: the order in flight was finished and recorded"
+        + (" (its outcome is unknown: the next sync or reconcile settles it)"
+           if order.outcome_unknown else "")
+        if stop.requested else None
+    )
     if as_json:
         print_json(document)
-        if failed:
+        if interrupted:
+            click.echo(interrupted, err=True)
+        if failed or interrupted:
             raise click.exceptions.Exit(1)
         return
     line = (
@@ -84,7 +103,14 @@ def trade(
     click.echo(f"decision {order.decision_id}  client order id {order.client_order_id}")
     if order.broker_order_id is not None:
         click.echo(f"broker order id {order.broker_order_id}")
-    if failed:
+    if order.outcome_unknown:
+        click.echo(
+            "The broker may have this order although no answer said so: the next sync looks "
+            "it up by its client order id."
+        )
+    if interrupted:
+        click.echo(interrupted, err=True)
+    if failed or interrupted:
         raise click.exceptions.Exit(1)
 
 

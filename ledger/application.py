@@ -40,10 +40,11 @@ from ledger.brokers.port import BrokerAnswer, BrokerReader, BrokerReadError
 from ledger.brokers.router import BrokerRouter
 from ledger.collector import CollectorPaused
 from ledger.domain import BrokerSnapshot, Decision, Order, Reconciliation
-from ledger.domain.order import decision_order_id
+from ledger.domain.order import ANSWERABLE_STATUSES, decision_order_id
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, parse_price, validate
 from ledger.failpoints import failpoint
 from ledger.recording import LedgerTranscoder
+from ledger.stopping import Interrupted
 from ledger.sync import (
     OVERLAP,
     SyncCursor,
@@ -105,6 +106,14 @@ def _insert_in_binary(recorder: Any) -> None:
         return part
 
     recorder.insert_events_statement = binary(recorder.insert_events_statement)
+
+
+class NotSent(Exception):
+    """The order was not sent: it was already settled, or another process changed it first."""
+
+    def __init__(self, order: Order, why: str) -> None:
+        super().__init__(f"order {order.client_order_id} was not sent: {why} ({order.status})")
+        self.order = order
 
 
 @dataclass(frozen=True)
@@ -204,11 +213,13 @@ class Ledger(Application[UUID]):
         extended_hours: bool = False,
         notional: Any = None,
         confirm_live: bool = False,
+        may_send: Callable[[], None] | None = None,
     ) -> Order:
         """Record one decision with its order, then execute it through the router.
 
         Pass `qty` or `notional` (a dollar amount, market orders only). A live account
         (ALPACA_PAPER_MODE=false) takes real money: it needs `confirm_live=True`.
+        `may_send` raises to send nothing (see `submit`); the order is then withdrawn.
         """
         intent = validate(
             OrderIntent,
@@ -230,7 +241,14 @@ class Ledger(Application[UUID]):
                 "confirm with --confirm-live (confirm_live=True)"
             )
         _, (order,) = self.record_decision(source=source, rationale=reason, intents=[intent])
-        order, answer = self.submit(order.id, reference_price=reference_price)
+        try:
+            order, answer = self.submit(
+                order.id, reference_price=reference_price, may_send=may_send
+            )
+        except Interrupted as stopped:
+            order.withdraw_unsent(reason=f"not sent: {stopped}")
+            self.save(order)
+            raise
         if self._fills_waiting(order, answer):
             # A broker reports executions apart from the order (account activities): fetch
             # them now so the caller sees the fill. If that fails, the next sync records them.
@@ -252,11 +270,35 @@ class Ledger(Application[UUID]):
         return order
 
     def submit(
-        self, order_id: UUID, *, reference_price: Decimal | None = None
+        self,
+        order_id: UUID,
+        *,
+        reference_price: Decimal | None = None,
+        may_send: Callable[[], None] | None = None,
     ) -> tuple[Order, BrokerAnswer]:
-        """Route a stored order to the broker; store and return the broker's answer."""
+        """Route a stored order to the broker; store and return the broker's answer.
+
+        `may_send` is asked last, before anything leaves: it raises to send nothing (an
+        interrupted run, a lost reconciliation lock). Raises `NotSent` when another
+        process settled or withdrew the order first.
+        """
         order: Order = self.repository.get(order_id)
-        answer = self.router.route(order, reference_price)
+        if order.status not in ANSWERABLE_STATUSES:
+            raise NotSent(order, f"it is {order.status}")
+        if may_send is not None:
+            may_send()
+
+        def store_send_start(marked: Order) -> None:
+            try:
+                self.save(marked)
+            except IntegrityError:
+                # Another process wrote to this order since it was read: a run that took
+                # over withdrew it, or a sync found it. Its events decide; nothing is sent.
+                raise NotSent(
+                    self.get_order(order_id), "another process changed it first"
+                ) from None
+
+        answer = self.router.route(order, reference_price, store_send_start=store_send_start)
         # Between the broker's answer and its storage: the window a lost reply lives in.
         failpoint("submit:answered")
         for attempt in range(SAVE_ATTEMPTS):

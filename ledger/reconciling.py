@@ -1,43 +1,42 @@
 """Reconciliation: sync, replay both books, diff, and route compensating orders.
 
-Safe at any time, any number of times: a lock lets one run at once; each run first
-settles what an earlier, crashed run left unresolved; pending orders are netted out
-before a delta is computed; compensating orders have deterministic ids; and a dry run
-only reads from the broker.
+Safe at any time, any number of times: a lock lets one run send at once, its lease kept
+renewed while it works; each run first settles what an earlier, crashed or interrupted
+run left unresolved (by client order id, never under a new one); pending orders are
+netted out before a delta is computed; compensating orders have deterministic ids; an
+interrupted run finishes the call in flight and sends nothing more; and a dry run only
+reads from the broker.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from ledger.brokers.port import MarketClock
+from ledger.application import SAVE_ATTEMPTS, Ledger, NotSent
+from ledger.brokers.answers import apply_answer
+from ledger.brokers.port import BrokerAnswer, BrokerError, MarketClock
+from ledger.brokers.router import LANDING_WINDOW
 from ledger.collector import CollectorPaused
 from ledger.domain import Order, Reconciliation
-from ledger.domain.order import compensation_order_id
+from ledger.domain.order import OrderStateError, compensation_order_id
 from ledger.domain.planning import PlanRow, PlanRules, SymbolFacts, plan
-from ledger.domain.reconciliation_lock import LOCK_ID, LockHeld, ReconciliationLock
+from ledger.domain.reconciliation_lock import LockLost
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, validate
 from ledger.failpoints import failpoint
+from ledger.reconcile_lock import HeldLock
 from ledger.settings import ConfigurationError, Settings
-
-if TYPE_CHECKING:
-    from ledger.application import Ledger
+from ledger.stopping import Interrupted, StopRequest
 
 log = logging.getLogger(__name__)
 
-# A crashed run cannot hold the lock longer than this.
-LOCK_LEASE = timedelta(minutes=10)
 # How many earlier runs decide whether a symbol oscillates.
 OSCILLATION_RUNS = 3
 
@@ -47,8 +46,9 @@ class BooksPort(Protocol):
 
     def catch_up(self) -> int: ...
 
-    def unsent_compensations(self) -> list[UUID]:
-        """Compensating orders still 'requested': never answered by the broker."""
+    def unresolved_orders(self) -> list[UUID]:
+        """Orders a crash or an interruption may have left unsettled: compensating orders
+        still 'requested' and any order whose outcome at a broker is unknown."""
         ...
 
     def symbol_facts(
@@ -82,10 +82,12 @@ class OrderOutcome:
     limit_price: Decimal | None
     client_order_id: str
     order_id: UUID
-    status: str  # planned | submitted | failed
+    status: str  # planned | submitted | failed | not_sent
     error: str | None = None
     hint: str | None = None
     broker_status: str | None = None
+    # Sent, but no answer says whether the broker has it: the next run settles it.
+    outcome_unknown: bool = False
 
 
 @dataclass
@@ -98,7 +100,10 @@ class ReconcileResult:
     clock: MarketClock | None
     rows: list[PlanRow]
     orders: list[OrderOutcome] = field(default_factory=list)
-    settled: list[str] = field(default_factory=list)
+    # Orders earlier runs left unsettled, and what this run made of them.
+    settled: list[dict[str, Any]] = field(default_factory=list)
+    # Why the run stopped sending before its plan was done (a signal, a lost lock).
+    interrupted: str | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -107,15 +112,17 @@ class ReconcileResult:
             "submitted": sum(1 for o in self.orders if o.status == "submitted"),
             "failed": sum(1 for o in self.orders if o.status == "failed"),
             "skipped": sum(1 for r in self.rows if r.status == "skipped"),
+            "not_sent": sum(1 for o in self.orders if o.status == "not_sent"),
+            "unknown": sum(1 for o in self.orders if o.outcome_unknown),
         }
 
     @property
     def failed(self) -> bool:
-        return any(o.status == "failed" for o in self.orders)
+        return self.interrupted is not None or any(o.status == "failed" for o in self.orders)
 
 
-# What a person can do about each broker refusal (DESIGN.md: each failed order shows why and
-# what to do).
+# What a person can do about each broker refusal (docs/design.md: each failed order shows
+# why and what to do).
 _HINTS = {
     "40310000": "the account lacks buying power: add funds or reduce the position by hand",
     "42210000": "the asset is not tradable at Alpaca: adjust the local book with an adjustment",
@@ -130,6 +137,10 @@ _HINTS = {
 _BROKER_FAILED_CODES = frozenset(
     {"connection", "connection_lost", "outcome_unknown", "malformed_reply", "lookup_failed",
      "transport_error", "unexpected_error", "unreachable"}
+)
+UNKNOWN_HINT = (
+    "the broker may have this order although no answer said so: the next run looks it up, "
+    "or sends it again under the same client order id, which the broker takes only once"
 )
 
 
@@ -156,7 +167,6 @@ class Reconciler:
         self.books = books
         self.settings = settings
         self.now = clock or (lambda: datetime.now(UTC))
-        self._settled: list[str] = []
 
     # -- the run -----------------------------------------------------------------------
 
@@ -173,25 +183,36 @@ class Reconciler:
                 "confirm, or use --dry-run"
             )
 
-    def run(self, request: ReconcileRequest) -> ReconcileResult:
+    def run(self, request: ReconcileRequest, stop: StopRequest | None = None) -> ReconcileResult:
+        """Sync, settle what earlier runs left, plan, and (unless a dry run) send.
+
+        `stop`: once requested, the broker call in flight finishes and is recorded and
+        nothing more is sent; the result says so (`interrupted`)."""
         self.check(request)
+        stop = stop or StopRequest()
         run_id = uuid4()
+        held = None
         if not request.dry_run:
-            self._acquire(run_id)
+            lease = timedelta(seconds=self.settings.lock_lease_seconds)
+            held = HeldLock.acquire(self.ledger, run_id, lease, self.now)
         try:
             # Thousands of symbols: JSON, models, records and plan rows, none in a cycle.
             with CollectorPaused():
-                return self._run(run_id, request)
+                return self._run(run_id, request, stop, held)
         finally:
-            if not request.dry_run:
-                self._release(run_id)
+            if held is not None:
+                held.release()
 
-    def _run(self, run_id: UUID, request: ReconcileRequest) -> ReconcileResult:
+    def _run(
+        self, run_id: UUID, request: ReconcileRequest, stop: StopRequest, held: HeldLock | None
+    ) -> ReconcileResult:
         report = self.ledger.sync()
         self.books.catch_up()
-        if not request.dry_run and self._settle_unsent():
-            self.books.catch_up()
-        settled = self._settled
+        settled: list[dict[str, Any]] = []
+        if held is not None and not stop.requested:
+            settled = self._settle_unresolved(run_id, stop, held)
+            if settled:
+                self.books.catch_up()
         clock = self._market_clock()
         now = self.now()
         facts = self.books.symbol_facts(
@@ -240,78 +261,114 @@ class Reconciler:
             rows=[row_record(row, by_symbol) for row in rows],
             orders=[outcome_record(o) for o in result.orders],
             market=None if clock is None else clock_record(clock),
+            settled=settled,
         )
         failpoint("reconcile:planned")
         if request.dry_run:
-            run.complete(**result.counts)
+            run.complete(**result.counts, interrupted=None)
+            self.ledger.save(run)
+            return result
+        if stop.requested:
+            # Nothing of this plan is stored as requested: the next run plans afresh.
+            result.orders = []
+            result.interrupted = stop.reason
+            run.complete(**result.counts, interrupted=stop.reason)
             self.ledger.save(run)
             return result
         # The plan and every compensating order's intent are stored together, before any
-        # broker call: a crash after this leaves requested orders that the next run
-        # settles by looking them up, never by sending them twice.
+        # broker call: a crash after this leaves requested orders that no send ever began
+        # (the next run withdraws them) or orders of unknown outcome (it settles them by
+        # their client order ids), never an order sent twice.
         self.ledger.save(run, *orders)
         failpoint("reconcile:requested")
+        assert held is not None
         for outcome in result.orders:
-            self._submit(outcome)
+            if result.interrupted is None:
+                result.interrupted = self._submit(outcome, stop, held)
+            if result.interrupted is not None and outcome.status == "planned":
+                self._withdraw(outcome.order_id, f"not sent: {result.interrupted}")
+                outcome.status = "not_sent"
+                outcome.error = f"not sent: {result.interrupted}"
         failpoint("reconcile:submitted")
         run = self.ledger.repository.get(run_id)
-        run.complete(**result.counts)
+        run.complete(**result.counts, interrupted=result.interrupted)
         self.ledger.save(run)
         return result
 
     # -- steps -------------------------------------------------------------------------
 
-    def _acquire(self, run_id: UUID) -> None:
-        try:
-            lock: ReconciliationLock = self.ledger.repository.get(LOCK_ID)
-        except AggregateNotFoundError:
-            lock = ReconciliationLock(id=LOCK_ID)
-        now = self.now()
-        lock.acquire(
-            run_id,
-            now,
-            LOCK_LEASE,
-            this_process(),
-            holder_is_dead=not lock.is_free(now) and process_is_gone(lock.process),
-        )
-        try:
-            self.ledger.save(lock)
-        except IntegrityError:
-            raise LockHeld(
-                "another reconciliation started at the same moment: nothing was sent; "
-                "run again after it ends"
-            ) from None
+    def _settle_unresolved(
+        self, run_id: UUID, stop: StopRequest, held: HeldLock
+    ) -> list[dict[str, Any]]:
+        """What earlier runs (or trades) left unsettled, settled before this run plans.
 
-    def _release(self, run_id: UUID) -> None:
-        for _ in range(3):
-            lock: ReconciliationLock = self.ledger.repository.get(LOCK_ID)
-            lock.release(run_id)
-            try:
-                self.ledger.save(lock)
-                return
-            except IntegrityError:
-                continue
-        log.warning("could not release the reconciliation lock; its lease ends it")
-
-    def _settle_unsent(self) -> list[str]:
-        """Compensating orders an earlier run requested but never got to the broker.
-
-        The sync just looked every unresolved order up by its client order id; one still
-        'requested' is not at the broker. Its plan is stale, so it is canceled and this
-        run plans afresh from the books.
+        A compensating order still 'requested' provably never left (every send is stored
+        as started first, and that store loses to this withdrawal if it comes second):
+        its plan is stale, so it is withdrawn and this run plans afresh. An order of
+        unknown outcome keeps its client order id: the router looks it up and, for a
+        compensation, sends it again under that id, which the broker takes only once. A
+        decision order of unknown outcome is only looked up (a decision is the engine's
+        to repeat), and settled as never landed once its send is long past landing.
         """
-        settled = self._settled = []
-        for order_id in self.books.unsent_compensations():
-            order: Order = self.ledger.repository.get(order_id)
-            if order.status != "requested":
+        settled: list[dict[str, Any]] = []
+        broker = self.ledger.router.broker
+        for order_id in self.books.unresolved_orders():
+            if stop.requested:
+                break
+            order = self.ledger.get_order(order_id)
+            entry = {
+                "order_id": order.id,
+                "client_order_id": order.client_order_id,
+                "symbol": order.symbol,
+                "from_run": order.reconciliation_id,
+                "was": order.status,
+            }
+            if order.status == "requested" and order.purpose == Purpose.COMPENSATION.value:
+                reason = f"never sent; superseded by the plan of run {run_id}"
+                if not self._withdraw(order_id, reason):
+                    continue
+                entry.update(status="canceled", how="withdrawn: no send of it ever began")
+            elif order.outcome_unknown and order.broker == broker:
+                order = self._settle_unknown(order, held)
+                entry.update(status=order.status, how=_how_settled(order))
+            else:
                 continue
-            answer = self.ledger.router.settle(order)
-            if answer is not None and answer.broker_order_id is not None:
-                continue  # at the broker after all: the next sync records it
-            order.mark_canceled(reason="never reached the broker; superseded by a new plan")
-            self.ledger.save(order)
-            settled.append(order.client_order_id)
+            settled.append(entry)
         return settled
+
+    def _settle_unknown(self, order: Order, held: HeldLock) -> Order:
+        if order.purpose == Purpose.COMPENSATION.value:
+            try:
+                order, _ = self.ledger.submit(order.id, may_send=held.check)
+            except NotSent as skipped:
+                return skipped.order
+            return order
+        answer = self.ledger.router.settle(order)
+        started = order.send_started_at
+        if answer is None and (started is None or self.now() - started < LANDING_WINDOW):
+            return order  # may still land: the symbol waits (in flight)
+        if answer is None:
+            answer = never_landed(order, self.ledger.router.broker)
+        try:
+            apply_answer(order, answer)
+            self.ledger.save(order)
+        except (IntegrityError, OrderStateError):
+            return self.ledger.get_order(order.id)  # another process settled it first
+        return order
+
+    def _withdraw(self, order_id: UUID, reason: str) -> bool:
+        """Cancel an order no send of which began; False when it turns out one did."""
+        for _ in range(SAVE_ATTEMPTS):
+            order = self.ledger.get_order(order_id)
+            if order.status != "requested":
+                return False
+            order.withdraw_unsent(reason=reason)
+            try:
+                self.ledger.save(order)
+                return True
+            except IntegrityError:
+                continue  # a send began meanwhile, or a sync wrote: look again
+        return False
 
     def _market_clock(self) -> MarketClock | None:
         reader = self.ledger.router.reader
@@ -356,10 +413,33 @@ class Reconciler:
             status="planned",
         )
 
-    def _submit(self, outcome: OrderOutcome) -> None:
-        order, answer = self.ledger.submit(outcome.order_id)
+    def _submit(self, outcome: OrderOutcome, stop: StopRequest, held: HeldLock) -> str | None:
+        """Send one planned order; returns why the run must stop sending, or None."""
+
+        def may_send() -> None:
+            stop.check()
+            held.check()
+
+        try:
+            order, answer = self.ledger.submit(outcome.order_id, may_send=may_send)
+        except Interrupted as interrupted:
+            return str(interrupted) or "interrupted"
+        except LockLost as lost:
+            return str(lost)
+        except NotSent as skipped:
+            # A run that took the lock over withdrew it first: it was never sent.
+            outcome.status = "not_sent"
+            outcome.error = str(skipped)
+            return None
         outcome.broker_status = answer.status
-        if order.status in ("submission_failed", "rejected"):
+        if order.outcome_unknown:
+            outcome.status = "failed"
+            outcome.outcome_unknown = True
+            outcome.error = (
+                f"outcome unknown: {answer.error.message}" if answer.error else "outcome unknown"
+            )
+            outcome.hint = UNKNOWN_HINT
+        elif order.status in ("submission_failed", "rejected"):
             outcome.status = "failed"
             if answer.error is not None:
                 outcome.error = answer.error.message
@@ -369,24 +449,32 @@ class Reconciler:
                 outcome.hint = hint_for("", outcome.error)
         else:
             outcome.status = "submitted"
+        return stop.reason if stop.requested else None
 
 
-def this_process() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+def _how_settled(order: Order) -> str:
+    if order.outcome_unknown:
+        return "still of unknown outcome: the next run asks again"
+    if order.status == "submission_failed":
+        failure = order.failures[-1] if order.failures else {}
+        return f"not at the broker: {failure.get('message', 'refused')}"
+    return f"at the broker as {order.broker_order_id}"
 
 
-def process_is_gone(process: dict[str, Any]) -> bool:
-    """True only when the lock's holder ran on this host and its process no longer exists:
-    a crashed run must not block every later one until its lease ends."""
-    if process.get("host") != socket.gethostname() or not process.get("pid"):
-        return False
-    try:
-        os.kill(int(process["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def never_landed(order: Order, broker: str) -> BrokerAnswer:
+    started = order.send_started_at
+    when = "" if started is None else f" since {started:%Y-%m-%d %H:%M:%S} UTC"
+    return BrokerAnswer(
+        broker=broker,
+        error=BrokerError(
+            code="never_landed",
+            message=(
+                f"the broker has no order under this client order id{when}, long after a "
+                "send could land: it never reached the broker"
+            ),
+            retryable=False,
+        ),
+    )
 
 
 # -- records stored in the plan, and shown -------------------------------------------------

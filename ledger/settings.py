@@ -32,6 +32,9 @@ _WHOLE_NUMBER_BOUNDS = {
     "ALPACA_RETRY_ATTEMPTS": (0, MAX_RETRY_ATTEMPTS),
     "LEDGER_SYNC_LOOKBACK_DAYS": (1, 36500),
     "LEDGER_SQLITE_LOCK_TIMEOUT_SECONDS": (1, 3600),
+    # Longer than any one broker call plus a lookup; a day at most, so a dead run's lock
+    # never outlives it by more.
+    "RECONCILE_LOCK_LEASE_SECONDS": (5, 86400),
 }
 
 
@@ -65,6 +68,10 @@ class Settings(BaseSettings):
     resync_interval_seconds: Decimal = Field(Decimal(900), alias="LEDGER_RESYNC_INTERVAL_SECONDS")
     # Alpaca's positions can lag its fills: no compensation this soon after a broker fill.
     recent_fill_seconds: Decimal = Field(Decimal(30), alias="RECONCILE_RECENT_FILL_SECONDS")
+    # How long the reconciliation lock holds without being renewed: a running reconcile
+    # renews it every third of this; a run that dies without releasing it blocks others
+    # this long at most (less when its process is seen to be gone on this host).
+    lock_lease_seconds: int = Field(600, alias="RECONCILE_LOCK_LEASE_SECONDS")
     # Caps on what one reconciliation may send, at the broker's last price (empty: no cap).
     max_order_notional: Decimal | None = Field(None, alias="RECONCILE_MAX_ORDER_NOTIONAL")
     max_run_notional: Decimal | None = Field(None, alias="RECONCILE_MAX_RUN_NOTIONAL")
@@ -183,7 +190,11 @@ class Settings(BaseSettings):
         return number
 
     @field_validator(
-        "alpaca_retry_attempts", "sync_lookback_days", "sqlite_lock_timeout_seconds", mode="before"
+        "alpaca_retry_attempts",
+        "sync_lookback_days",
+        "sqlite_lock_timeout_seconds",
+        "lock_lease_seconds",
+        mode="before",
     )
     @classmethod
     def _whole_number(cls, value: Any, info: Any) -> int:

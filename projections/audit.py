@@ -338,13 +338,26 @@ def _submitted(e: Any, _: OrderRecord | None, entry: dict[str, Any]) -> frozense
     return None
 
 
+def _send_started(e: Any, _: OrderRecord | None, entry: dict[str, Any]) -> frozenset[str] | None:
+    entry["text"] = (f"sending to {e.broker}: from here the order may exist at the broker "
+                     "until its answer says")
+    entry["details"] = {"broker": e.broker, "at": e.at}
+    return None
+
+
 def _submission_failed(
     e: Any, _: OrderRecord | None, entry: dict[str, Any]
 ) -> frozenset[str] | None:
+    unknown = getattr(e, "outcome_unknown", False)
     retry = "retrying may help" if e.retryable else "retrying will not help"
-    entry["text"] = f"{e.broker} refused: {e.code}: {e.message} ({retry})"
+    entry["text"] = (
+        f"outcome unknown at {e.broker}: {e.code}: {e.message} (the next run settles it by "
+        "its client order id)" if unknown
+        else f"{e.broker} refused: {e.code}: {e.message} ({retry})"
+    )
     entry["details"] = {"broker": e.broker, "code": e.code, "message": e.message,
-                        "retryable": e.retryable, "http_status": e.http_status}
+                        "retryable": e.retryable, "http_status": e.http_status,
+                        "outcome_unknown": unknown}
     return None
 
 
@@ -433,29 +446,39 @@ def _run_planned(e: Any, _: OrderRecord | None, entry: dict[str, Any]) -> frozen
     rows, orders = list(e.rows), list(e.orders)
     parts = [f"{o['side']} {_text(o['qty'])} {o['symbol']}" for o in orders]
     differing = [r for r in rows if r.get("delta")]
+    settled = list(getattr(e, "settled", None) or [])
+    shown = "".join(
+        f"; settled {item['client_order_id']} of run {item.get('from_run') or '-'}: "
+        f"{item.get('how')}" for item in settled
+    )
     entry.update(reconciliation_id=e.originator_id, text=(
         f"{len(differing)} difference(s); "
         + (f"compensating: {', '.join(parts)}" if parts else "no compensating order")
+        + shown
     ))
-    entry["details"] = {"rows": rows, "orders": orders, "market": e.market}
-    return frozenset(str(item["symbol"]) for item in rows + orders)
+    entry["details"] = {"rows": rows, "orders": orders, "market": e.market, "settled": settled}
+    return frozenset(str(item["symbol"]) for item in rows + orders + settled)
 
 
 def _run_completed(e: Any, _: OrderRecord | None, entry: dict[str, Any]) -> frozenset[str] | None:
     counts = {"planned": e.planned, "submitted": e.submitted, "failed": e.failed,
-              "skipped": e.skipped}
+              "skipped": e.skipped, "not_sent": getattr(e, "not_sent", 0),
+              "unknown": getattr(e, "unknown", 0)}
+    interrupted = getattr(e, "interrupted", None)
+    text = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in counts.items())
     entry.update(reconciliation_id=e.originator_id,
-                 text=", ".join(f"{name} {count}" for name, count in counts.items()))
-    entry["details"] = counts
+                 text=f"INTERRUPTED ({interrupted}): {text}" if interrupted else text)
+    entry["details"] = {**counts, "interrupted": interrupted}
     return None
 
 
 def _lock(e: Any, _: OrderRecord | None, entry: dict[str, Any]) -> frozenset[str] | None:
     run_id = getattr(e, "run_id", None)
     until = getattr(e, "expires_at", None)
+    verb = "renewed" if type(e).__qualname__.endswith("Renewed") else "taken"
     entry.update(reconciliation_id=run_id, text=(
         "the reconciliation lock"
-        + (f" taken by run {run_id} until {until.isoformat()}" if until is not None
+        + (f" {verb} by run {run_id} until {until.isoformat()}" if until is not None
            else f" released by run {run_id}" if run_id is not None else " created")
     ))
     return None
@@ -471,6 +494,7 @@ DESCRIBERS: dict[str, Describer] = {
     "Decision.Recorded": _decision,
     "Order.Requested": _requested,
     "Order.Submitted": _submitted,
+    "Order.SendStarted": _send_started,
     "Order.SubmissionFailed": _submission_failed,
     "Order.Accepted": _accepted,
     "Order.Rejected": _with_reason,
@@ -488,6 +512,7 @@ DESCRIBERS: dict[str, Describer] = {
     "Reconciliation.Completed": _run_completed,
     "ReconciliationLock.Created": _lock,
     "ReconciliationLock.Acquired": _lock,
+    "ReconciliationLock.Renewed": _lock,
     "ReconciliationLock.Released": _lock,
 }
 

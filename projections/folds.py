@@ -187,7 +187,9 @@ def merge_moved(position: Position, moved: Position, ratio: Decimal) -> Position
 
 # -- orders: the status an order has after each event, as the Order aggregate decides it --
 
-OPEN_STATUSES = frozenset({"requested", "submitted", "accepted", "partially_filled"})
+OPEN_STATUSES = frozenset(
+    {"requested", "outcome_unknown", "submitted", "accepted", "partially_filled"}
+)
 
 
 def status_after_fill(status: str, complete: bool) -> str:
@@ -236,8 +238,9 @@ def open_qty_by_symbol(
     and the ledger saw filled. The ledger's word wins on whether an order is still open
     (its events may be newer than the snapshot); an order the snapshot no longer lists
     although it existed before the snapshot is not open at the broker. Paper orders never
-    reach the broker; a compensating order requested but not yet sent counts, so a second
-    reconciliation does not correct the same difference again. Notional orders have no
+    reach the broker; a compensating order requested but not yet sent counts, and so does
+    one of unknown outcome (it may land any moment), so a second reconciliation does not
+    correct the same difference again. Notional orders have no
     quantity to net and are left out. A decision order in flight is left out too: its
     fills will move both books alike, so it is no part of their difference.
     """
@@ -259,6 +262,10 @@ def open_qty_by_symbol(
         ):
             continue
         listed = at_broker.get(order.client_order_id)
+        if listed is None and order.status == "outcome_unknown":
+            # It may land at the broker any moment: count it, so no run plans it twice.
+            add(order.symbol, order.side, order.qty - order.filled_qty)
+            continue
         if order.broker is None:
             if order.purpose == "compensation":
                 add(order.symbol, order.side, order.qty - order.filled_qty)

@@ -4,7 +4,7 @@ tail of the event log)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,6 +15,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.application import Ledger
 from ledger.domain import Order, Reconciliation
+from ledger.domain.order import OUTCOME_UNKNOWN
 from ledger.domain.planning import SymbolFacts
 from projections.folds import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, signed
 from projections.runner import stored_timestamp
@@ -22,6 +23,7 @@ from projections.state import OrderRecord
 from projections.views import Views
 
 ZERO = Decimal(0)
+FAILED_STATUSES = frozenset({"submission_failed", "rejected"})
 _FILL_TOPICS = [get_topic(Order.Filled), get_topic(Order.PartiallyFilled)]
 # Clocks disagree a little: read the log back this much further than the fill window.
 _CLOCK_MARGIN = timedelta(seconds=120)
@@ -56,11 +58,12 @@ class ReconcileBooks:
     def catch_up(self) -> int:
         return self.views.catch_up()
 
-    def unsent_compensations(self) -> list[UUID]:
+    def unresolved_orders(self) -> list[UUID]:
         return [
             order.order_id
-            for order in self.views.orders(open_only=True, purpose="compensation")
-            if order.status == "requested"
+            for order in self.views.orders(open_only=True)
+            if order.status == OUTCOME_UNKNOWN
+            or (order.status == "requested" and order.purpose == "compensation")
         ]
 
     def symbol_facts(
@@ -74,14 +77,19 @@ class ReconcileBooks:
         views = self.views
         account = views.broker_account()
         snapshot_orders = list(account.open_orders) if account else []
-        in_flight = in_flight_symbols(snapshot_orders, views.orders(open_only=True))
+        open_orders = views.orders(open_only=True)
+        in_flight = in_flight_symbols(snapshot_orders, open_orders)
+        unknown: dict[str, list[str]] = {}
+        for order in open_orders:
+            if order.status == OUTCOME_UNKNOWN:
+                unknown.setdefault(order.symbol, []).append(order.client_order_id)
         # The sync just read the positions: reading its snapshot back would decode a row
         # per symbol held again.
         prices = last_prices(
             snapshot_positions(views) if broker_positions is None else broker_positions
         )
         recent = self.recent_broker_fills(now)
-        compensated = consecutive_compensations(recent_runs)
+        filled, failed = compensation_streaks(recent_runs, views.order)
         traded = set() if since is None else views.traded_symbols_since(since)
         facts = []
         for row in views.diff():
@@ -94,7 +102,10 @@ class ReconcileBooks:
                 in_flight=symbol in in_flight,
                 last_broker_fill_at=recent.get(symbol),
                 last_price=prices.get(symbol),
-                consecutive_compensations=compensated.get(symbol, 0),
+                consecutive_compensations=filled.get(symbol, 0),
+                consecutive_failures=failed.get(symbol, (0, ""))[0],
+                last_failure=failed.get(symbol, (0, None))[1],
+                unknown_orders=tuple(unknown.get(symbol, ())),
                 # Only "on or after --since" matters to the plan, not the exact day.
                 last_local_trade_day=since if symbol in traded else None,
             )
@@ -173,7 +184,8 @@ class ReconcileBooks:
 def in_flight_symbols(
     snapshot_orders: list[dict[str, Any]], open_orders: Iterable[OrderRecord]
 ) -> set[str]:
-    """Symbols with an order live at the broker: its fills would race a compensation."""
+    """Symbols with an order live at the broker, or maybe there (of unknown outcome): its
+    fills would race a compensation."""
     symbols = {str(o.get("symbol", "")).upper() for o in snapshot_orders}
     symbols |= {
         o.symbol
@@ -202,16 +214,37 @@ def last_prices(positions: list[dict[str, Any]]) -> dict[str, Decimal]:
     return prices
 
 
-def consecutive_compensations(recent_runs: list[Reconciliation]) -> dict[str, int]:
-    """Symbol -> in how many of the newest runs, in a row, a compensating order was planned."""
-    counts: dict[str, int] = {}
-    still_counting: set[str] | None = None
+def compensation_streaks(
+    recent_runs: list[Reconciliation], order_of: Callable[[UUID], OrderRecord | None]
+) -> tuple[dict[str, int], dict[str, tuple[int, str | None]]]:
+    """Per symbol, in how many of the newest runs in a row its compensating order filled,
+    and in how many in a row it failed (with the newest failure's reason).
+
+    Only fills make a symbol oscillate: orders that failed, or whose outcome is unknown,
+    moved nothing, and are reported as what they are."""
+    filled: dict[str, int] = {}
+    failed: dict[str, tuple[int, str | None]] = {}
+    still_filling: set[str] | None = None
+    still_failing: set[str] | None = None
     for run in recent_runs:  # newest first
-        symbols = {str(order["symbol"]) for order in run.orders}
-        if still_counting is None:
-            still_counting = set(symbols)
-        else:
-            still_counting &= symbols
-        for symbol in still_counting:
-            counts[symbol] = counts.get(symbol, 0) + 1
-    return counts
+        fills, failures = set(), {}
+        for planned in run.orders:
+            record = order_of(_as_uuid(planned.get("order_id")))
+            if record is None:
+                continue
+            if record.filled_qty:
+                fills.add(record.symbol)
+            elif record.status in FAILED_STATUSES:
+                failures[record.symbol] = record.error
+        still_filling = fills if still_filling is None else still_filling & fills
+        still_failing = set(failures) if still_failing is None else still_failing & set(failures)
+        for symbol in still_filling:
+            filled[symbol] = filled.get(symbol, 0) + 1
+        for symbol in still_failing:
+            count, newest = failed.get(symbol, (0, failures[symbol]))
+            failed[symbol] = (count + 1, newest)
+    return filled, failed
+
+
+def _as_uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))

@@ -673,11 +673,20 @@ def _submitted(state: FoldState, seq: int, e: Any) -> None:
         record.status = "submitted"
 
 
+def _send_started(state: FoldState, seq: int, e: Any) -> None:
+    record = state._order(seq, e)
+    if record is not None:
+        record.broker = e.broker
+        record.status = "outcome_unknown"
+
+
 def _submission_failed(state: FoldState, seq: int, e: Any) -> None:
     record = state._order(seq, e)
     if record is not None:
         record.broker = e.broker
-        record.status = "submission_failed"
+        # Events stored before `outcome_unknown` existed lack it: they were plain failures.
+        unknown = getattr(e, "outcome_unknown", False)
+        record.status = "outcome_unknown" if unknown else "submission_failed"
         record.error = f"{e.code}: {e.message}"
 
 
@@ -829,6 +838,7 @@ STATUS_ONLY_EVENTS: tuple[type, ...] = (
 HANDLERS: dict[str, Handler] = {
     "Order.Requested": _requested,
     "Order.Submitted": _submitted,
+    "Order.SendStarted": _send_started,
     "Order.SubmissionFailed": _submission_failed,
     "Order.Accepted": _status("accepted"),
     "Order.Rejected": _rejected,

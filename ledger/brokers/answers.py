@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from ledger.brokers.port import BrokerAnswer, Execution
-from ledger.domain.order import Order
+from ledger.domain.order import ANSWERABLE_STATUSES, Order
 
 _ACCEPTED = frozenset(
     {"new", "accepted", "pending_new", "accepted_for_bidding", "held", "calculated", "done_for_day"}
@@ -22,13 +22,14 @@ def execution_order(execution: Execution) -> tuple[datetime, Decimal, str]:
 def apply_answer(order: Order, answer: BrokerAnswer) -> None:
     """Record what the broker said. Executions seen before are ignored by the order itself."""
     if answer.error is not None:
-        if order.status in ("requested", "submission_failed"):
+        if order.status in ANSWERABLE_STATUSES:
             order.mark_submission_failed(
                 broker=answer.broker,
                 code=answer.error.code,
                 message=answer.error.message,
                 retryable=answer.error.retryable,
                 http_status=answer.error.http_status,
+                outcome_unknown=answer.error.outcome_unknown,
             )
         return
     if answer.broker_order_id is None:

@@ -18,6 +18,8 @@ def limit_crossed(side: str, limit_price: Decimal, price: Decimal) -> bool:
 
 class PaperBroker:
     name = "paper"
+    # Answers in-process: no request can be lost, so no send needs storing as started.
+    local = True
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID, uuid5
@@ -17,7 +17,16 @@ LEDGER_NAMESPACE = UUID("6f1d3a52-8d0c-4b6e-9a53-0c5e3f0b7d21")
 
 CLIENT_ORDER_ID_PREFIX = "tl-"
 
-OPEN_STATUSES = frozenset({"requested", "submitted", "accepted", "partially_filled"})
+# A send to a remote broker began (`SendStarted`) and no answer that settles it is stored
+# yet: the order may exist at the broker. It keeps its client order id until a lookup or a
+# send under that same id settles it (docs/design.md, "Exactly once").
+OUTCOME_UNKNOWN = "outcome_unknown"
+OPEN_STATUSES = frozenset(
+    {"requested", OUTCOME_UNKNOWN, "submitted", "accepted", "partially_filled"}
+)
+# Statuses an order may leave for the broker's answer: never sent, sent with the answer
+# lost, or refused before (a retry asks the broker first).
+ANSWERABLE_STATUSES = frozenset({"requested", OUTCOME_UNKNOWN, "submission_failed"})
 TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 # A fill can only be reported for an order the broker has: a rejected order or one
 # whose submission failed has no executions; a canceled or expired one may have had
@@ -150,12 +159,17 @@ class Order(Aggregate):
         self.executions: dict[str, tuple[Decimal, Decimal]] = {}
         self.reversed_executions: set[str] = set()
         self.failures: list[dict[str, Any]] = []
+        self.send_started_at: datetime | None = None
 
     # -- queries -------------------------------------------------------------------
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def outcome_unknown(self) -> bool:
+        return self.status == OUTCOME_UNKNOWN
 
     @property
     def avg_fill_price(self) -> Decimal | None:
@@ -169,6 +183,30 @@ class Order(Aggregate):
 
     # -- commands: check the rule, then record the fact ---------------------------
 
+    def mark_send_started(self, *, broker: str) -> None:
+        """Stored before the first request to a remote broker leaves this process: from
+        here on a POST may have landed, so only the broker's answer settles the order, and
+        it is never withdrawn as "never sent". Saved with optimistic concurrency, it also
+        loses to a withdrawal stored first by another run: then nothing is sent."""
+        if self.status != "requested":
+            raise OrderStateError(f"cannot start sending an order that is {self.status}")
+        self._send_started(broker=broker, at=datetime.now(UTC))
+
+    @event("SendStarted")
+    def _send_started(self, broker: str, at: datetime) -> None:
+        self.broker = broker
+        self.status = OUTCOME_UNKNOWN
+        self.send_started_at = at
+
+    def withdraw_unsent(self, *, reason: str) -> None:
+        """Cancel an order that provably never left: no send of it ever started."""
+        if self.status != "requested":
+            raise OrderStateError(
+                f"order {self.client_order_id} is {self.status}: only an order no send of "
+                "which ever started can be withdrawn"
+            )
+        self._canceled(reason=reason)
+
     def mark_submitted(
         self, *, broker: str, broker_order_id: str, via_lookup: bool = False
     ) -> None:
@@ -179,7 +217,7 @@ class Order(Aggregate):
                 f"order {self.id} is already at the broker as {self.broker_order_id}, "
                 f"not {broker_order_id}"
             )
-        if self.status not in ("requested", "submission_failed"):
+        if self.status not in ANSWERABLE_STATUSES:
             raise OrderStateError(f"cannot submit an order that is {self.status}")
         self._submitted(broker=broker, broker_order_id=broker_order_id, via_lookup=via_lookup)
 
@@ -190,20 +228,40 @@ class Order(Aggregate):
         self.status = "submitted"
 
     def mark_submission_failed(
-        self, *, broker: str, code: str, message: str, retryable: bool, http_status: int | None
+        self,
+        *,
+        broker: str,
+        code: str,
+        message: str,
+        retryable: bool,
+        http_status: int | None,
+        outcome_unknown: bool = False,
     ) -> None:
-        if self.status not in ("requested", "submission_failed"):
+        """A send that got no order back. `outcome_unknown`: the order may exist all the same
+        (a timeout, a lost connection, a gateway error after the POST)."""
+        if self.status not in ANSWERABLE_STATUSES:
             raise OrderStateError(f"cannot fail the submission of an order that is {self.status}")
         self._submission_failed(
-            broker=broker, code=code, message=message, retryable=retryable, http_status=http_status
+            broker=broker,
+            code=code,
+            message=message,
+            retryable=retryable,
+            http_status=http_status,
+            outcome_unknown=outcome_unknown,
         )
 
     @event("SubmissionFailed")
     def _submission_failed(
-        self, broker: str, code: str, message: str, retryable: bool, http_status: int | None
+        self,
+        broker: str,
+        code: str,
+        message: str,
+        retryable: bool,
+        http_status: int | None,
+        outcome_unknown: bool = False,  # absent from events stored before it existed
     ) -> None:
         self.broker = broker
-        self.status = "submission_failed"
+        self.status = OUTCOME_UNKNOWN if outcome_unknown else "submission_failed"
         self.failures.append({"code": code, "message": message, "retryable": retryable})
 
     def mark_accepted(self, *, broker_status: str) -> None:
@@ -220,7 +278,7 @@ class Order(Aggregate):
     def mark_rejected(self, *, reason: str) -> None:
         if self.status == "rejected":
             return
-        if self.status not in ("requested", "submitted", "accepted", "submission_failed"):
+        if self.status not in ANSWERABLE_STATUSES | {"submitted", "accepted"}:
             raise OrderStateError(f"cannot reject an order that is {self.status}")
         self._rejected(reason=reason)
 

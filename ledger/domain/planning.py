@@ -43,8 +43,14 @@ class SymbolFacts:
     has_corporate_action: bool = False
     last_local_trade_day: date | None = None
     last_price: Decimal | None = None
-    # How many of the latest runs in a row sent a compensating order for this symbol.
+    # How many of the latest runs in a row had a compensating order for this symbol fill.
     consecutive_compensations: int = 0
+    # How many of the latest runs in a row had their compensating order for it fail, and
+    # the broker's reason the last time.
+    consecutive_failures: int = 0
+    last_failure: str | None = None
+    # Client order ids of orders for this symbol whose outcome at the broker is unknown.
+    unknown_orders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,11 @@ def skip_reason(facts: SymbolFacts, delta: Decimal, rules: PlanRules, now: datet
         facts.last_local_trade_day is None or facts.last_local_trade_day < rules.since
     ):
         return f"not traded by the local book since {rules.since.isoformat()} (--since)"
+    if facts.unknown_orders:
+        return (
+            f"order {', '.join(facts.unknown_orders)} is of unknown outcome at the broker: "
+            "the next run settles it by its client order id before this symbol is planned again"
+        )
     if facts.in_flight:
         return "an order for this symbol is in flight at the broker"
     if facts.last_broker_fill_at is not None:
@@ -138,7 +149,12 @@ def skip_reason(facts: SymbolFacts, delta: Decimal, rules: PlanRules, now: datet
     if facts.consecutive_compensations >= rules.oscillation_runs:
         return (
             f"oscillating: compensated in each of the last {rules.oscillation_runs} runs, "
-            "needs a person to look"
+            "each order filled; needs a person to look"
+        )
+    if facts.consecutive_failures >= rules.oscillation_runs:
+        return (
+            f"the last {rules.oscillation_runs} runs' orders for {facts.symbol} all failed: "
+            f"{facts.last_failure or 'refused by the broker'}; needs a person to look"
         )
     if delta < 0 and facts.broker_qty + delta < 0 and facts.local_qty >= 0:
         return "would sell short at the broker while the local book is not short"

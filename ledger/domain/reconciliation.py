@@ -28,24 +28,44 @@ class Reconciliation(Aggregate):
         self.rows: list[dict[str, Any]] = []
         self.orders: list[dict[str, Any]] = []
         self.market: dict[str, Any] | None = None
+        self.settled: list[dict[str, Any]] = []
         self.completed = False
         self.counts: dict[str, int] = {}
+        self.interrupted: str | None = None
 
     @event("Planned")
     def plan(
         self,
-        *,
+        # Not keyword-only: eventsourcing 9.5 ignores the defaults of keyword-only
+        # parameters when a command is called, and `settled` is optional.
         rows: list[dict[str, Any]],
         orders: list[dict[str, Any]],
         market: dict[str, Any] | None,
+        # Orders earlier runs left unsettled and what this run made of them (absent from
+        # runs stored before it existed).
+        settled: list[dict[str, Any]] | None = None,
     ) -> None:
         self.rows = rows
         self.orders = orders
         self.market = market
+        self.settled = settled or []
 
     @event("Completed")
-    def complete(self, *, planned: int, submitted: int, failed: int, skipped: int) -> None:
+    def complete(
+        self,
+        # Not keyword-only, as `plan`: the counts added later need their defaults.
+        planned: int,
+        submitted: int,
+        failed: int,
+        skipped: int,
+        not_sent: int = 0,
+        unknown: int = 0,
+        interrupted: str | None = None,
+    ) -> None:
+        """`interrupted`: why the run stopped sending before its plan was done."""
         self.completed = True
         self.counts = {
-            "planned": planned, "submitted": submitted, "failed": failed, "skipped": skipped
+            "planned": planned, "submitted": submitted, "failed": failed, "skipped": skipped,
+            "not_sent": not_sent, "unknown": unknown,
         }
+        self.interrupted = interrupted

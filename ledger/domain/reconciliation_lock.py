@@ -3,7 +3,7 @@
 Taking the lock is an event on a single, well-known aggregate: two reconcilers that
 read the same version both try to append, and optimistic concurrency lets exactly
 one succeed, on SQLite and PostgreSQL alike. A lease bounds how long a crashed run
-can hold it.
+can hold it; a working run renews it, and one that finds it taken over stops sending.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ LOCK_ID = uuid5(LEDGER_NAMESPACE, "reconciliation-lock")
 
 class LockHeld(Exception):
     """Another reconciliation holds the lock."""
+
+
+class LockLost(Exception):
+    """This run's lease ended and another run took the lock: it must send nothing more."""
 
 
 class ReconciliationLock(Aggregate):
@@ -55,6 +59,20 @@ class ReconciliationLock(Aggregate):
         self.holder = run_id
         self.expires_at = expires_at
         self.process = process
+
+    def renew(self, run_id: UUID, now: datetime, lease: timedelta) -> None:
+        """Extend this run's lease; raises `LockLost` when another run holds the lock."""
+        if self.holder != run_id:
+            by = f"run {self.holder}" if self.holder is not None else "a release"
+            raise LockLost(
+                f"this run's reconciliation lock lease ran out and {by} took it over: "
+                "nothing more was sent"
+            )
+        self._renewed(run_id=run_id, expires_at=now + lease)
+
+    @event("Renewed")
+    def _renewed(self, run_id: UUID, expires_at: datetime) -> None:
+        self.expires_at = expires_at
 
     def release(self, run_id: UUID) -> None:
         if self.holder == run_id:

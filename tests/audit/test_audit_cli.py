@@ -70,7 +70,7 @@ def test_csv_writes_one_row_per_event_of_the_timeline(env: Path) -> None:
     with target.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == [*TIMELINE_FIELDS, "details"]
-    assert [int(row["seq"]) for row in rows] == list(range(1, 18))
+    assert [int(row["seq"]) for row in rows] == list(range(1, 19))
     partial = next(row for row in rows if row["event"] == "OrderPartiallyFilled")
     assert (partial["qty"], partial["price"], partial["filled_qty"]) == ("4", "400", "4")
     assert partial["broker_time"] == "2026-03-06T15:00:00.001000+00:00"
@@ -81,8 +81,8 @@ def test_csv_writes_one_row_per_event_of_the_timeline(env: Path) -> None:
 def test_json_and_csv_together_keep_stdout_one_document(env: Path) -> None:
     code, out, _ = run("audit", "2026-03-08", "--json", "--csv", str(env / "sunday.csv"))
     assert code == 0
-    assert len(json.loads(out)["timeline"]) == 14
-    assert (env / "sunday.csv").read_text(encoding="utf-8").count("\n") == 15
+    assert len(json.loads(out)["timeline"]) == 15
+    assert (env / "sunday.csv").read_text(encoding="utf-8").count("\n") == 16
 
 
 def test_the_tables_tell_the_day(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -80,11 +80,12 @@ def test_friday_two_brokers_a_partial_fill_a_sync_and_a_trade_a_minute_before_mi
     views: Views, history: History
 ) -> None:
     friday = audit(views, "2026-03-06")
-    assert friday["events"] == 17
+    assert friday["events"] == 18
     assert events(friday) == [
         *((name, "AAPL") for name in PAPER_TRADE),
         ("DecisionRecorded", "MSFT"),
         ("OrderRequested", "MSFT"),
+        ("OrderSendStarted", "MSFT"),
         ("OrderSubmitted", "MSFT"),
         ("OrderAccepted", "MSFT"),
         ("OrderPartiallyFilled", "MSFT"),
@@ -114,7 +115,7 @@ def test_friday_two_brokers_a_partial_fill_a_sync_and_a_trade_a_minute_before_mi
     assert all(f["execution_id"] for f in fills(friday))
     assert len({f["execution_id"] for f in fills(friday)}) == 4
 
-    sync = friday["timeline"][10]
+    sync = friday["timeline"][11]
     assert sync["broker_time"] == utc("2026-03-06T20:00:00")
     assert [(p["symbol"], D(str(p["qty"]))) for p in sync["details"]["positions"]] == [
         ("MSFT", D(10))
@@ -164,6 +165,7 @@ def test_sunday_a_reconciliation_whose_order_fails_across_the_daylight_saving_ch
         ("ReconciliationStarted", None),
         ("ReconciliationPlanned", None),
         ("OrderRequested", "AAPL"),
+        ("OrderSendStarted", "AAPL"),
         ("OrderSubmissionFailed", "AAPL"),
         ("ReconciliationCompleted", None),
         ("ReconciliationLockReleased", None),
@@ -171,7 +173,7 @@ def test_sunday_a_reconciliation_whose_order_fails_across_the_daylight_saving_ch
     ]
     timeline = sunday["timeline"]
     run_id = history.reconciliation.run_id
-    assert {e["reconciliation_id"] for e in timeline[1:9] if e["event"] != "BrokerSynced"} == {
+    assert {e["reconciliation_id"] for e in timeline[1:10] if e["event"] != "BrokerSynced"} == {
         run_id
     }
     planned = timeline[4]["details"]
@@ -182,14 +184,16 @@ def test_sunday_a_reconciliation_whose_order_fails_across_the_daylight_saving_ch
     assert [(o["side"], o["qty"], o["client_order_id"]) for o in planned["orders"]] == [
         ("buy", D(8), compensation.client_order_id)
     ]
-    requested, failed = timeline[5], timeline[6]
+    requested, started, failed = timeline[5], timeline[6], timeline[7]
+    assert started["event"] == "OrderSendStarted" and "sending to alpaca" in started["text"]
     assert (requested["purpose"], requested["qty"], requested["client_order_id"]) == (
         "compensation", D(8), compensation.client_order_id
     )
     assert failed["status"] == "submission_failed"
     assert failed["details"]["code"] == "40310000"
     assert "insufficient buying power" in failed["text"]
-    assert timeline[7]["details"] == {"planned": 1, "submitted": 0, "failed": 1, "skipped": 0}
+    assert timeline[8]["details"] == {"planned": 1, "submitted": 0, "failed": 1, "skipped": 0,
+                                       "not_sent": 0, "unknown": 0, "interrupted": None}
 
     # 23:30 EDT on Sunday is 03:30 UTC on Monday.
     trim = timeline[-1]
@@ -218,6 +222,7 @@ def test_monday_begins_at_midnight_eastern_daylight_time_and_ends_with_an_open_o
         *((name, "NVDA") for name in PAPER_TRADE),
         ("DecisionRecorded", "MSFT"),
         ("OrderRequested", "MSFT"),
+        ("OrderSendStarted", "MSFT"),
         ("OrderSubmitted", "MSFT"),
         ("OrderAccepted", "MSFT"),
         ("OrderPartiallyFilled", "MSFT"),
@@ -315,7 +320,7 @@ def test_one_symbol_keeps_its_own_events_and_the_account_wide_ones(views: Views)
     assert friday["symbol"] == "MSFT"
     assert {e["symbol"] for e in friday["timeline"]} == {"MSFT", None}
     assert [e["event"] for e in friday["timeline"]][-2:] == ["BrokerSynced", "OrderFilled"]
-    assert friday["events"] == 17  # the day's events, before the filter
+    assert friday["events"] == 18  # the day's events, before the filter
     assert book(friday["closing"]["local"]) == {"MSFT": FRIDAY_CLOSE_LOCAL["MSFT"]}
     assert pnl(friday) == {"MSFT": (D(0), D(0))}
     assert differences(friday) == {}

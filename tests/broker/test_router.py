@@ -7,14 +7,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
-from ledger.application import Ledger
+from ledger.application import Ledger, NotSent
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerAnswer, BrokerError, BrokerReadError, OrderTicket
 from ledger.brokers.router import BrokerRouter
-from ledger.domain.values import InvalidInput
+from ledger.domain.values import InvalidInput, OrderIntent, validate
 from tests.broker.fixtures_ledger import event_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,8 +145,9 @@ def test_intent_is_stored_before_the_broker_is_called(
         return event_names(ledger)
 
     ledger.trade(side="buy", symbol="AAPL", qty="3", price="10")
-    assert seen_by_broker == [["DecisionRecorded", "OrderRequested"]]
-    assert event_names(ledger)[2:] == ["OrderSubmitted", "OrderAccepted"]
+    # The intent, and that its send began, are stored before the broker is called.
+    assert seen_by_broker == [["DecisionRecorded", "OrderRequested", "OrderSendStarted"]]
+    assert event_names(ledger)[3:] == ["OrderSubmitted", "OrderAccepted"]
 
 
 def test_lost_reply_is_looked_up_not_resubmitted(open_store: Callable[..., Ledger]) -> None:
@@ -169,7 +171,7 @@ def test_a_failed_order_is_looked_up_before_any_retry(open_store: Callable[..., 
     broker = ScriptedBroker([unknown()], found=None)
     ledger = open_store(adapter=broker)
     order = ledger.trade(side="buy", symbol="AAPL", qty="3", price="10")
-    assert order.status == "submission_failed" and order.failures[-1]["retryable"]
+    assert order.status == "outcome_unknown" and order.failures[-1]["retryable"]
 
     # The first attempt did reach the broker after all: a retry finds it and sends nothing.
     broker.found = ACCEPTED
@@ -181,8 +183,9 @@ def test_no_resubmission_when_the_lookup_itself_fails(open_store: Callable[..., 
     broker = ScriptedBroker([unknown()], lookup_fails=True)
     ledger = open_store(adapter=broker)
     order = ledger.trade(side="buy", symbol="AAPL", qty="3", price="10")
-    assert order.status == "submission_failed" and len(broker.placed) == 1
+    assert order.status == "outcome_unknown" and len(broker.placed) == 1
     retried = ledger.execute(order.id)
+    assert retried.status == "outcome_unknown"
     assert retried.failures[-1]["code"] == "lookup_failed"
     assert "nothing was sent" in retried.failures[-1]["message"]
     assert len(broker.placed) == 1
@@ -194,6 +197,45 @@ def test_only_stored_unsubmitted_orders_are_routable(open_store: Callable[..., L
     order = ledger.trade(side="buy", symbol="AAPL", qty="3", price="10")
     with pytest.raises(ValueError, match="not routable"):
         BrokerRouter(broker).route(ledger.get_order(order.id))
+
+
+def _requested(ledger: Ledger) -> UUID:
+    intent = validate(OrderIntent, symbol="AAPL", side="buy", qty="3")
+    _, (order,) = ledger.record_decision(source="t", rationale="", intents=[intent])
+    return order.id
+
+
+def test_a_first_send_to_a_remote_broker_must_be_stored_as_started(
+    open_store: Callable[..., Ledger],
+) -> None:
+    broker = ScriptedBroker([ACCEPTED])
+    ledger = open_store(adapter=broker)
+    order_id = _requested(ledger)
+    with pytest.raises(ValueError, match="stored as started"):
+        BrokerRouter(broker).route(ledger.get_order(order_id))
+    assert broker.placed == []
+
+
+def test_an_order_withdrawn_by_another_process_first_is_never_sent(
+    open_store: Callable[..., Ledger],
+) -> None:
+    """The send's mark is saved with optimistic concurrency: a run that took the lock over
+    and withdrew the order after this process read it wins, and nothing is sent."""
+    broker = ScriptedBroker([ACCEPTED])
+    ledger = open_store(adapter=broker)
+    order_id = _requested(ledger)
+
+    def withdrawn_meanwhile() -> None:  # runs after `submit` read the order
+        other = ledger.get_order(order_id)
+        other.withdraw_unsent(reason="never sent; superseded")
+        ledger.save(other)
+
+    with pytest.raises(NotSent, match="another process changed it first"):
+        ledger.submit(order_id, may_send=withdrawn_meanwhile)
+    assert broker.placed == []
+    assert ledger.get_order(order_id).status == "canceled"
+    with pytest.raises(NotSent, match="canceled"):
+        ledger.submit(order_id)
 
 
 def test_a_live_account_needs_confirmation(open_store: Callable[..., Ledger]) -> None:

@@ -54,6 +54,7 @@ def test_a_trade_goes_to_alpaca_and_records_its_fill(
     assert event_names(alpaca) == [
         "DecisionRecorded",
         "OrderRequested",
+        "OrderSendStarted",
         "OrderSubmitted",
         "OrderAccepted",
         "OrderFilled",
@@ -132,7 +133,7 @@ def test_a_timeout_is_settled_by_lookup_never_by_a_second_post(
     sandbox.add_fault("slow", method="POST", path="/v2/orders", delay=0.8)
     order = ledger.trade(side="buy", symbol="AAPL", qty="2")
     # The broker had not created it yet when the ledger looked: outcome unknown.
-    assert order.status == "submission_failed"
+    assert order.status == "outcome_unknown"
     assert order.failures[-1]["code"] == "timeout" and order.failures[-1]["retryable"]
     deadline = time.monotonic() + 5
     while not broker_orders(sandbox, order.client_order_id) and time.monotonic() < deadline:
@@ -142,7 +143,7 @@ def test_a_timeout_is_settled_by_lookup_never_by_a_second_post(
     settled = ledger.get_order(order.id)
     assert (settled.status, settled.filled_qty) == ("filled", Decimal(2))
     assert report.new_fills == 1 and report.new_orders == 0
-    retried = ledger.execute(order.id) if settled.status == "submission_failed" else settled
+    retried = ledger.execute(order.id) if settled.status == "outcome_unknown" else settled
     assert retried.status == "filled"
     assert len(order_posts(sandbox)) == 1
     assert len(broker_orders(sandbox, order.client_order_id)) == 1
@@ -153,7 +154,7 @@ def test_a_retry_after_an_unknown_outcome_asks_first(
 ) -> None:
     sandbox.add_fault("502_html", method="POST", path="/v2/orders")
     failed = alpaca.trade(side="buy", symbol="AAPL", qty="1")
-    assert failed.status == "submission_failed" and failed.failures[-1]["code"] == "http_502"
+    assert failed.status == "outcome_unknown" and failed.failures[-1]["code"] == "http_502"
     retried = alpaca.execute(failed.id)
     assert retried.status in ("accepted", "filled")
     assert [r["method"] for r in sandbox.requests(path="/v2/orders*")][-3:] == [
