@@ -33,9 +33,16 @@ def reconciliations(session: Session, limit: int, as_json: bool) -> None:
 def _orders_text(orders: list[dict[str, Any]]) -> str:
     if not orders:
         return "none"
-    return "; ".join(
-        f"{o['side']} {decimal_text(o['qty'])} {o['symbol']}: {o['status']}" for o in orders
-    )
+    return "; ".join(f"{o['side']} {decimal_text(o['qty'])} {o['symbol']}: {_status(o)}"
+                     for o in orders)
+
+
+def _status(order: dict[str, Any]) -> str:
+    text = "OUTCOME UNKNOWN" if order["outcome_unknown"] else order["status"]
+    settled = order.get("settled_by")
+    if settled is not None:
+        text += f" (settled by run {settled['run_id']}: {settled['how']})"
+    return text
 
 
 def show(document: dict[str, Any]) -> None:
@@ -55,6 +62,6 @@ def show(document: dict[str, Any]) -> None:
             ", ".join(f"{r['symbol']} {decimal_text(r['delta'])}" for r in differing) or "none",
             _orders_text(run["orders"]),
             "" if summary is None else ", ".join(f"{k} {v}" for k, v in summary.items()),
-            run["outcome"],
+            run["outcome"] + (f": {run['interrupted']}" if run["interrupted"] else ""),
         )
     console.print(table)

@@ -278,15 +278,15 @@ class Ledger(Application[UUID]):
     ) -> tuple[Order, BrokerAnswer]:
         """Route a stored order to the broker; store and return the broker's answer.
 
-        `may_send` is asked last, before anything leaves: it raises to send nothing (an
-        interrupted run, a lost reconciliation lock). Raises `NotSent` when another
+        `may_send` is asked first: it raises to send nothing (an interrupted run, a lost
+        reconciliation lock). Raises `NotSent` when another
         process settled or withdrew the order first.
         """
+        if may_send is not None:
+            may_send()
         order: Order = self.repository.get(order_id)
         if order.status not in ANSWERABLE_STATUSES:
             raise NotSent(order, f"it is {order.status}")
-        if may_send is not None:
-            may_send()
 
         def store_send_start(marked: Order) -> None:
             try:

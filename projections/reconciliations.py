@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.domain import Reconciliation
+from ledger.domain.order import OUTCOME_UNKNOWN
 from projections.state import OrderRecord
 from projections.views import Views
 
@@ -37,8 +38,9 @@ def _order_id(value: Any) -> UUID | None:
 
 
 def order_document(planned: dict[str, Any], record: OrderRecord | None,
-                   dry_run: bool) -> dict[str, Any]:
-    """One compensating order: as planned, then as the orders view holds it now."""
+                   dry_run: bool, settled_by: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One compensating order: as planned, then as the orders view holds it now, and the
+    later run that settled it if it was left unsettled (`settled_by`)."""
     # A run's orders are stored with its plan, in one save: one missing from the view is
     # "unknown" (the views lag, or the store was damaged), never silently dropped.
     live = record.status if record is not None else "unknown"
@@ -57,6 +59,13 @@ def order_document(planned: dict[str, Any], record: OrderRecord | None,
         "broker": None if record is None else record.broker,
         "broker_order_id": None if record is None else record.broker_order_id,
         "error": None if record is None else record.error,
+        # Sent, and no answer says whether the broker has it: the next run settles it.
+        "outcome_unknown": status == OUTCOME_UNKNOWN,
+        "settled_by": None if settled_by is None else {
+            "run_id": settled_by["run_id"],
+            "status": settled_by["status"],
+            "how": settled_by["how"],
+        },
     }
 
 
@@ -66,19 +75,25 @@ def outcome(run: Reconciliation, orders: list[dict[str, Any]]) -> str:
         return INCOMPLETE
     if run.dry_run:
         return "dry_run"
-    if any(o["status"] in ("submission_failed", "rejected", "unknown") for o in orders):
+    if getattr(run, "interrupted", None):
+        return "interrupted"
+    if any(o["status"] in ("submission_failed", "rejected", "unknown", OUTCOME_UNKNOWN)
+           for o in orders):
         return "attention"
     if not orders:
         return "in_sync"
     return "submitted"
 
 
-def run_document(views: Views, run: Reconciliation) -> dict[str, Any]:
+def run_document(views: Views, run: Reconciliation,
+                 settlements: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`settlements`: client order id -> what a later run made of it (`settlements_of`)."""
     orders = []
     for planned in run.orders:
         order_id = _order_id(planned.get("order_id"))
         record = None if run.dry_run or order_id is None else views.order(order_id)
-        orders.append(order_document(planned, record, run.dry_run))
+        settled_by = (settlements or {}).get(str(planned.get("client_order_id")))
+        orders.append(order_document(planned, record, run.dry_run, settled_by))
     return {
         "run_id": run.id,
         "started_at": run.created_on,
@@ -94,14 +109,31 @@ def run_document(views: Views, run: Reconciliation) -> dict[str, Any]:
         "positions": list(run.rows),
         "orders": orders,
         "summary": dict(run.counts) if run.completed else None,
+        "interrupted": getattr(run, "interrupted", None),
+        # Orders earlier runs (or trades) left unsettled, and what this run made of them.
+        "settled": list(getattr(run, "settled", None) or []),
     }
+
+
+def settlements_of(runs: list[Reconciliation]) -> dict[str, dict[str, Any]]:
+    """Client order id -> the newest run that settled it, and how."""
+    found: dict[str, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: r.created_on):
+        for item in getattr(run, "settled", None) or []:
+            found[str(item.get("client_order_id"))] = {
+                "run_id": run.id, "status": item.get("status"), "how": item.get("how"),
+            }
+    return found
 
 
 def reconciliations_document(views: Views, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
     """The newest `limit` runs, newest first. `views` must have caught up with the events."""
     runs = views.ledger.recent_reconciliations(limit, include_dry_runs=True)
+    # A run that settles another's order is always newer, so it is listed whenever the
+    # order's own run is (save at the list's oldest edge).
+    settlements = settlements_of(runs)
     return {
         "limit": limit,
         "count": len(runs),
-        "runs": [run_document(views, run) for run in runs],
+        "runs": [run_document(views, run, settlements) for run in runs],
     }

@@ -385,6 +385,25 @@ class _Fault:
 
 
 @dataclass
+class _Delay:
+    """Every request matching `method` and `path` (a glob) waits `seconds` before the
+    sandbox acts on it, as a slow broker does. The work is done whether or not the client
+    is still there to hear the answer: a real server finishes what it started."""
+
+    method: str | None
+    path: str
+    seconds: float
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method not in (None, "*") and self.method.upper() != method:
+            return False
+        return fnmatch.fnmatchcase(path, self.path)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "path": self.path, "seconds": self.seconds}
+
+
+@dataclass
 class _Reply:
     status: int
     payload: Any = None  # JSON-able; None means an empty body
@@ -501,6 +520,7 @@ class AlpacaSandbox:
             self._by_client_id: dict[str, _Order] = {}
             self._activities: list[dict[str, Any]] = []
             self._faults: list[_Fault] = []
+            self._delays: list[_Delay] = []
             self._requests: list[dict[str, Any]] = []
             self._frozen_now: datetime | None = None
             self._last_tick: datetime | None = None
@@ -913,6 +933,30 @@ class AlpacaSandbox:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def set_delay(self, seconds: float | str, *, method: str | None = None,
+                  path: str = "/v2/*") -> dict[str, Any]:
+        """Hold every matching request ``seconds`` before acting on it, until cleared (a
+        route's latency, where a ``slow`` fault delays a counted few). The newest delay
+        set for a route wins; 0 removes it."""
+        wait = float(seconds)
+        if not 0 <= wait <= 600:
+            raise SandboxError(422, 40010001, "seconds must be from 0 to 600")
+        delay = _Delay(method.upper() if method else None, path, wait)
+        with self._lock:
+            self._delays = [d for d in self._delays
+                            if (d.method, d.path) != (delay.method, delay.path)]
+            if wait:
+                self._delays.insert(0, delay)
+            return delay.to_json()
+
+    def delays(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [d.to_json() for d in self._delays]
+
+    def clear_delays(self) -> None:
+        with self._lock:
+            self._delays.clear()
 
     def faults(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -1382,12 +1426,15 @@ class AlpacaSandbox:
                 except ValueError:
                     entry["body"] = None
             self._requests.append(entry)
+            delay = next((d.seconds for d in self._delays if d.matches(method, path)), 0.0)
             fault = next((f for f in self._faults if f.matches(method, path)), None)
             if fault is not None:
                 entry["fault"] = fault.kind
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
+        if delay:
+            time.sleep(delay)  # outside the lock: other requests carry on
         if fault is not None and fault.kind in _PRE_FAULTS:
             reply = self._fault_reply(fault)
         else:
@@ -1843,6 +1890,13 @@ class AlpacaSandbox:
                 return ok(self.faults())
             case "DELETE", ["faults"]:
                 self.clear_faults()
+                return ok()
+            case "POST", ["delays"]:
+                return ok(self.set_delay(body["seconds"], **_pick(body, ("method", "path"))))
+            case "GET", ["delays"]:
+                return ok(self.delays())
+            case "DELETE", ["delays"]:
+                self.clear_delays()
                 return ok()
         return _Reply(404, {"code": 40410000, "message": "no such control endpoint"})
 
