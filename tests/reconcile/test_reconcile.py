@@ -37,12 +37,14 @@ def test_the_story(monkeypatch: pytest.MonkeyPatch, sandbox: AlpacaSandbox) -> N
     assert (order["side"], order["qty"], order["type"], order["status"]) == (
         "buy", "6", "market", "planned")
     assert order["client_order_id"].startswith("tl-") and order["error"] is None
-    assert plan["summary"] == {"planned": 1, "submitted": 0, "failed": 0, "skipped": 0, "not_sent": 0, "unknown": 0}
+    assert plan["summary"] == {"planned": 1, "submitted": 0, "failed": 0, "skipped": 0,
+        "not_sent": 0, "unknown": 0}
     assert len(order_posts(sandbox)) == posts_before, "a dry run sends no order"
 
     code, done, err = reconcile()
     assert code == 0, err
-    assert done["summary"] == {"planned": 1, "submitted": 1, "failed": 0, "skipped": 0, "not_sent": 0, "unknown": 0}
+    assert done["summary"] == {"planned": 1, "submitted": 1, "failed": 0, "skipped": 0,
+        "not_sent": 0, "unknown": 0}
     (sent,) = order_posts(sandbox)[posts_before:]
     assert sent["body"]["client_order_id"] == done["orders"][0]["client_order_id"]
     assert sent["body"]["qty"] == "6" and sent["body"]["time_in_force"] == "day"
@@ -136,7 +138,8 @@ def test_notional_caps_skip_with_reason(monkeypatch: pytest.MonkeyPatch,
     (order,) = plan["orders"]
     assert order["status"] == "skipped"
     assert order["error"] == "order notional 1123.20 is above the per-order cap 1000"
-    assert plan["summary"] == {"planned": 0, "submitted": 0, "failed": 0, "skipped": 1, "not_sent": 0, "unknown": 0}
+    assert plan["summary"] == {"planned": 0, "submitted": 0, "failed": 0, "skipped": 1,
+        "not_sent": 0, "unknown": 0}
     monkeypatch.delenv("RECONCILE_MAX_ORDER_NOTIONAL")
     monkeypatch.setenv("RECONCILE_MAX_RUN_NOTIONAL", "500")
     code, plan, _ = reconcile("--dry-run")
@@ -203,7 +206,8 @@ def test_failed_order_shows_reason_and_what_to_do(monkeypatch: pytest.MonkeyPatc
     assert order["status"] == "failed"
     assert order["error"] == "insufficient buying power (HTTP 403, code 40310000)"
     assert "buying power" in order["hint"]
-    assert done["summary"] == {"planned": 1, "submitted": 0, "failed": 1, "skipped": 0, "not_sent": 0, "unknown": 0}
+    assert done["summary"] == {"planned": 1, "submitted": 0, "failed": 1, "skipped": 0,
+        "not_sent": 0, "unknown": 0}
     monkeypatch.setenv("COLUMNS", "200")
     sandbox.set_symbol("AAPL", behavior="reject_buying_power")
     code, out, _ = invoke("reconcile")
