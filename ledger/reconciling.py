@@ -26,7 +26,7 @@ from ledger.brokers.port import BrokerAnswer, BrokerError, MarketClock
 from ledger.brokers.router import LANDING_WINDOW
 from ledger.collector import CollectorPaused
 from ledger.domain import Order, Reconciliation
-from ledger.domain.order import OrderStateError, compensation_order_id
+from ledger.domain.order import OUTCOME_UNKNOWN, OrderStateError, compensation_order_id
 from ledger.domain.planning import PlanRow, PlanRules, SymbolFacts, plan
 from ledger.domain.reconciliation_lock import LockLost
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, validate
@@ -206,11 +206,17 @@ class Reconciler:
     def _run(
         self, run_id: UUID, request: ReconcileRequest, stop: StopRequest, held: HeldLock | None
     ) -> ReconcileResult:
+        self.books.catch_up()
+        unknown = [o for o in map(self.ledger.get_order, self.books.unresolved_orders())
+                   if o.outcome_unknown]
         report = self.ledger.sync()
         self.books.catch_up()
-        settled: list[dict[str, Any]] = []
+        # The sync looks every unsettled order up: what it found is this run's settling too.
+        settled = [_settled_entry(order, how=f"found by the sync: {_how_settled(order)}")
+                   for order in map(self.ledger.get_order, (o.id for o in unknown))
+                   if not order.outcome_unknown]
         if held is not None and not stop.requested:
-            settled = self._settle_unresolved(run_id, stop, held)
+            settled += self._settle_unresolved(run_id, stop, held)
             if settled:
                 self.books.catch_up()
         clock = self._market_clock()
@@ -316,24 +322,14 @@ class Reconciler:
             if stop.requested:
                 break
             order = self.ledger.get_order(order_id)
-            entry = {
-                "order_id": order.id,
-                "client_order_id": order.client_order_id,
-                "symbol": order.symbol,
-                "from_run": order.reconciliation_id,
-                "was": order.status,
-            }
             if order.status == "requested" and order.purpose == Purpose.COMPENSATION.value:
                 reason = f"never sent; superseded by the plan of run {run_id}"
-                if not self._withdraw(order_id, reason):
-                    continue
-                entry.update(status="canceled", how="withdrawn: no send of it ever began")
+                if self._withdraw(order_id, reason):
+                    settled.append(_settled_entry(
+                        order, how="withdrawn: no send of it ever began", status="canceled"))
             elif order.outcome_unknown and order.broker == broker:
-                order = self._settle_unknown(order, held)
-                entry.update(status=order.status, how=_how_settled(order))
-            else:
-                continue
-            settled.append(entry)
+                after = self._settle_unknown(order, held)
+                settled.append(_settled_entry(after, how=_how_settled(after), was=order.status))
         return settled
 
     def _settle_unknown(self, order: Order, held: HeldLock) -> Order:
@@ -450,6 +446,20 @@ class Reconciler:
         else:
             outcome.status = "submitted"
         return stop.reason if stop.requested else None
+
+
+def _settled_entry(order: Order, *, how: str, status: str | None = None,
+                   was: str = OUTCOME_UNKNOWN) -> dict[str, Any]:
+    """One order an earlier run (or a trade) left unsettled, as the settling run stores it."""
+    return {
+        "order_id": order.id,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "from_run": order.reconciliation_id,
+        "was": "requested" if status == "canceled" else was,
+        "status": status or order.status,
+        "how": how,
+    }
 
 
 def _how_settled(order: Order) -> str:

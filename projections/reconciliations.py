@@ -81,7 +81,8 @@ def outcome(run: Reconciliation, orders: list[dict[str, Any]]) -> str:
            for o in orders):
         return "attention"
     if not orders:
-        return "in_sync"
+        # Differences it left alone (in flight, above a cap, ...) are no agreement.
+        return "skipped" if any(r.get("status") == "skipped" for r in run.rows) else "in_sync"
     return "submitted"
 
 

@@ -43,7 +43,9 @@ class Cli:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
-            raise AssertionError(f"commands {' '.join(self.args)} still ran after {timeout} s")
+            raise AssertionError(
+                f"commands {' '.join(self.args)} still ran after {timeout} s"
+            ) from None
         return Run(
             list(self.args),
             self.process.returncode,

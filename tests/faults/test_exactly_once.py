@@ -190,7 +190,12 @@ def test_a_run_frozen_past_its_lease_loses_the_lock_and_sends_nothing_more(
 
     taken_over = second.json()
     assert [o["symbol"] for o in taken_over["orders"] if o["status"] == "submitted"] == ["MSFT"]
-    assert [s["symbol"] for s in taken_over["settled"]] == ["MSFT"]  # withdrawn: never sent
+    found, withdrawn = taken_over["settled"]
+    # The first run's POST landed while it was frozen: the sync found it by its id.
+    assert (found["symbol"], found["was"]) == ("AAPL", "outcome_unknown")
+    assert found["how"].startswith("found by the sync: at the broker as ")
+    assert (withdrawn["symbol"], withdrawn["was"], withdrawn["status"]) == (
+        "MSFT", "requested", "canceled")
     assert broker_orders_per_symbol(sandbox) == {"AAPL": 1, "MSFT": 1}
     assert max(posts_per_client_order_id(sandbox).values()) == 1
     assert broker_positions(sandbox) == {"AAPL": Decimal(5), "MSFT": Decimal(7)}

@@ -235,3 +235,25 @@ def test_old_script_name_runs_the_same_reconciliation(monkeypatch: pytest.Monkey
     assert "buy 6 market: planned" in dry.stdout.replace("\n", " ") or "planned 1" in dry.stdout
     assert broker_qty(sandbox, "AAPL") == Decimal(4)
     assert PRICE
+
+
+def test_failed_orders_are_not_oscillation_and_are_reported_as_failures(
+    monkeypatch: pytest.MonkeyPatch, sandbox: AlpacaSandbox
+) -> None:
+    """Three runs whose orders the broker refused moved nothing: the fourth says they all
+    failed and why (it used to call that "oscillating"), and sends nothing."""
+    tell_story(monkeypatch, sandbox)
+    sandbox.set_symbol("AAPL", behavior="reject_buying_power")
+    for _ in range(3):
+        code, done, _ = reconcile()
+        assert code == 1 and done["summary"]["failed"] == 1
+    posts = len(order_posts(sandbox))
+    code, done, _ = reconcile()
+    assert code == 0
+    (skipped,) = done["orders"]
+    assert skipped["status"] == "skipped"
+    assert skipped["error"].startswith(
+        "the last 3 runs' orders for AAPL all failed: 40310000: insufficient buying power"
+    )
+    assert "oscillating" not in skipped["error"]
+    assert len(order_posts(sandbox)) == posts

@@ -10,13 +10,17 @@ holds decisions, a compensating order, a real run and a dry run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -30,8 +34,10 @@ from ledger.bootstrap import open_ledger
 from ledger.settings import load_settings
 from scripts.alpaca_sandbox import AlpacaSandbox
 from tests.broker.conftest import sandbox, sandbox_server  # noqa: F401 - shared fixtures
+from tests.broker.fixtures_ledger import alpaca_env
 from tests.conftest import PG_URL, STORES
 from tests.reconcile.story import invoke, reconcile, tell_story, use_paper
+from tests.web.http import fetch
 
 ZONE = "America/New_York"
 CHROMIUM = "/usr/bin/chromium"
@@ -115,6 +121,27 @@ def _day_of(database_url: str, client_order_id: str) -> date:
         ledger.close()
 
 
+@contextmanager
+def _fresh_store(kind: str, folder: Path, broker: AlpacaSandbox) -> Iterator[str]:
+    """An empty store of `kind` and a clean sandbox; the store is dropped afterwards."""
+    schema = None
+    if kind == "sqlite":
+        url = f"sqlite:///{folder / 'ledger.db'}"
+    else:
+        schema = f"web_{uuid.uuid4().hex[:12]}"
+        url = _schema_url(schema)
+    broker.reset()
+    try:
+        yield url
+    finally:
+        broker.reset()
+        if schema is not None:
+            with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                )
+
+
 @pytest.fixture(scope="package", params=STORES)
 def story(
     request: pytest.FixtureRequest,
@@ -122,22 +149,8 @@ def story(
     sandbox_server: AlpacaSandbox,  # noqa: F811 - the shared fixture, by name
 ) -> Iterator[Story]:
     folder = tmp_path_factory.mktemp(f"web-{request.param}")
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{folder / 'ledger.db'}"
-    else:
-        schema = f"web_{uuid.uuid4().hex[:12]}"
-        url = _schema_url(schema)
-    sandbox_server.reset()
-    try:
+    with _fresh_store(request.param, folder, sandbox_server) as url:
         yield _write_story(url, sandbox_server, folder)
-    finally:
-        sandbox_server.reset()
-        if schema is not None:
-            with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(
-                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-                )
 
 
 def start_server(database_url: str, workdir: Path, *args: str,
@@ -201,3 +214,137 @@ def page(browser: Any) -> Iterator[Any]:
     tab.set_default_timeout(10_000)
     yield tab
     context.close()
+
+
+# -- a compensating order of unknown outcome, settled by the next run -----------------------
+
+# The broker holds the first order POST longer than the interrupted run waits for it, and
+# longer than the next run takes to sync: that sync must not find the order yet, or it
+# would settle the order itself and the run would have nothing of its own to settle.
+HELD_POST_SECONDS = 4.0
+FIRST_RUN_TIMEOUT = "1"
+
+
+@dataclass(frozen=True)
+class Settling:
+    """The story's first half (AAPL differs by 6), then a `reconcile` sent SIGINT while its
+    order's POST was held by the broker: the POST timed out and the lookup found nothing,
+    so the order is of unknown outcome. The page was read then (`while_unknown_*`). The
+    next `reconcile` started at once: it sent the order again under its client order id,
+    and the broker took it once (the held POST, answered later, is a duplicate)."""
+
+    database_url: str
+    interrupted_run: str
+    interrupted: str  # the run's reason, as it reported it
+    settling_run: str
+    client_order_id: str
+    broker_order_id: str
+    while_unknown_page: str
+    while_unknown_json: dict[str, Any]
+
+
+@dataclass
+class SettlingServer:
+    url: str
+    process: subprocess.Popen[str]
+    history: Settling
+
+
+def _order_posts(broker: AlpacaSandbox) -> list[dict[str, Any]]:
+    return broker.requests("POST", "/v2/orders")
+
+
+def _interrupted_reconcile(database_url: str, broker: AlpacaSandbox,
+                           workdir: Path) -> dict[str, Any]:
+    """`commands reconcile` as a subprocess, sent SIGINT once its order's POST arrived."""
+    env = alpaca_env(broker, BROKER_TIMEOUT_SECONDS=FIRST_RUN_TIMEOUT,
+                     RECONCILE_RECENT_FILL_SECONDS="0")
+    posts = len(_order_posts(broker))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "commands", "reconcile", "--json"],
+        cwd=workdir, env=clean_env(database_url, **env), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(_order_posts(broker)) == posts:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the reconcile never sent its order"
+            time.sleep(0.01)
+        # A signal while the answer is awaited: the run finishes that call, sends no more.
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        stop(process)
+    assert out.strip(), err
+    document: dict[str, Any] = json.loads(out)
+    return document
+
+
+def _await_answers(broker: AlpacaSandbox) -> None:
+    """Until the held POST is answered: a sandbox reset before then would get its order."""
+    deadline = time.monotonic() + HELD_POST_SECONDS + 30
+    while any(post["status"] is None for post in _order_posts(broker)):
+        assert time.monotonic() < deadline, "the sandbox never answered the held POST"
+        time.sleep(0.05)
+
+
+def _tell_settling(database_url: str, broker: AlpacaSandbox, workdir: Path,
+                   page_url: str) -> Settling:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        for name in list(os.environ):
+            if name.startswith(("ALPACA_", "BROKER_", "LEDGER_", "RECONCILE_")):
+                patch.delenv(name, raising=False)
+        patch.setenv("LEDGER_DATABASE_URL", database_url)
+        patch.setenv("LEDGER_TIMEZONE", ZONE)
+        tell_story(patch, broker)
+        # Only the first POST is held: a delay applies to the requests that arrive while set.
+        broker.set_delay(HELD_POST_SECONDS, method="POST", path="/v2/orders")
+        try:
+            first = _interrupted_reconcile(database_url, broker, workdir)
+        finally:
+            broker.clear_delays()
+        assert first["interrupted"] and first["summary"]["unknown"] == 1, first
+        (order,) = first["orders"]
+        assert order["outcome_unknown"], order
+        page = fetch(page_url + "/reconciliations")
+        document = fetch(page_url + "/api/reconciliations")
+        assert page.status == 200 and document.status == 200, (page.body, document.body)
+        code, second, err = reconcile()
+        _await_answers(broker)
+    assert code == 0, err
+    assert second["settled"], (
+        f"the second run settled nothing: its sync found the order first (it came within "
+        f"{HELD_POST_SECONDS} s of the held POST?): {second}"
+    )
+    (at_broker,) = [o for o in broker.state()["orders"]
+                    if o["client_order_id"] == order["client_order_id"]]
+    return Settling(
+        database_url=database_url,
+        interrupted_run=str(first["run_id"]),
+        interrupted=str(first["interrupted"]),
+        settling_run=str(second["run_id"]),
+        client_order_id=order["client_order_id"],
+        broker_order_id=str(at_broker["id"]),
+        while_unknown_page=page.body,
+        while_unknown_json=document.json(),
+    )
+
+
+@pytest.fixture(scope="package", params=STORES)
+def settling_server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    sandbox_server: AlpacaSandbox,  # noqa: F811 - the shared fixture, by name
+) -> Iterator[SettlingServer]:
+    """The page served from the first event on: it reads the history as it is written."""
+    folder = tmp_path_factory.mktemp(f"settling-{request.param}")
+    with _fresh_store(request.param, folder, sandbox_server) as database_url:
+        process, url, printed = start_server(database_url, folder)
+        try:
+            assert url is not None, printed
+            history = _tell_settling(database_url, sandbox_server, folder, url)
+            yield SettlingServer(url, process, history)
+        finally:
+            stop(process)

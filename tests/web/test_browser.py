@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.web.conftest import Server
+from tests.web.conftest import Server, SettlingServer
 
 pytestmark = pytest.mark.browser
 
@@ -109,3 +109,20 @@ def test_a_screenshot_is_not_blank(page: Any, server: Server, tmp_path: Path) ->
     background = max(colours)[1]
     busy = sum(count for count, colour in colours if colour != background)
     assert busy / (width * height) > 0.1, "most of the page is one colour"
+
+
+def test_an_order_settled_by_a_later_run_links_to_it(
+    page: Any, settling_server: SettlingServer
+) -> None:
+    history = settling_server.history
+    page.goto(settling_server.url + "/reconciliations")
+    interrupted = page.locator(f"#run-{history.interrupted_run}")
+    expect(interrupted.locator("p.interrupted")).to_contain_text(
+        "Interrupted: interrupted by SIGINT (Ctrl-C).")
+    expect(interrupted.locator("table.orders .settled-by")).to_have_text(
+        f"settled by run {history.settling_run}: at the broker as {history.broker_order_id}")
+    interrupted.locator(".settled-by a").click()
+    expect(page).to_have_url(f"{settling_server.url}/reconciliations#run-{history.settling_run}")
+    settled = page.locator(f"#run-{history.settling_run} table.settled tbody tr")
+    expect(settled).to_have_count(1)
+    expect(settled).to_contain_text(history.client_order_id)

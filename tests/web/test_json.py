@@ -82,6 +82,7 @@ def test_reconciliations_equal_the_cli(server: Server, cli_json: Any) -> None:
     assert sent["client_order_id"] == server.story.compensation_client_order_id
     # The order's status now, from the orders view: the sandbox filled it.
     assert (sent["status"], sent["filled_qty"], sent["side"]) == ("filled", "6", "buy")
-    assert real["summary"] == {"planned": 1, "submitted": 1, "failed": 0, "skipped": 0, "not_sent": 0, "unknown": 0}
+    assert real["summary"] == {"planned": 1, "submitted": 1, "failed": 0, "skipped": 0,
+        "not_sent": 0, "unknown": 0}
     (row,) = [r for r in real["positions"] if r["symbol"] == "AAPL"]
     assert (row["local_qty"], row["broker_qty"], row["delta"]) == ("10", "4", "6")
