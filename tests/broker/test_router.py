@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from ledger.application import Ledger, NotSent
+from ledger.brokers import router as router_module
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerAnswer, BrokerError, BrokerReadError, OrderTicket
-from ledger.brokers.router import BrokerRouter
+from ledger.brokers.router import LANDING_WINDOW, BrokerRouter
 from ledger.domain.values import InvalidInput, OrderIntent, validate
 from tests.broker.fixtures_ledger import event_names
 
@@ -219,23 +221,23 @@ def test_a_first_send_to_a_remote_broker_must_be_stored_as_started(
 def test_an_order_withdrawn_by_another_process_first_is_never_sent(
     open_store: Callable[..., Ledger],
 ) -> None:
-    """The send's mark is saved with optimistic concurrency: a run that took the lock over
-    and withdrew the order after this process read it wins, and nothing is sent."""
+    """The send's mark is appended with optimistic concurrency: when a run that took the
+    lock over withdrew the order after this process read it, the mark loses, and nothing
+    is sent."""
     broker = ScriptedBroker([ACCEPTED])
     ledger = open_store(adapter=broker)
     order_id = _requested(ledger)
-
-    def withdrawn_meanwhile() -> None:  # runs after `submit` read the order
-        other = ledger.get_order(order_id)
-        other.withdraw_unsent(reason="never sent; superseded")
-        ledger.save(other)
-
-    with pytest.raises(NotSent, match="another process changed it first"):
-        ledger.submit(order_id, may_send=withdrawn_meanwhile)
+    stale = ledger.get_order(order_id)
+    other = ledger.get_order(order_id)
+    other.withdraw_unsent(reason="never sent; superseded")
+    ledger.save(other)
+    with pytest.raises(IntegrityError):
+        ledger.router.route(stale, store_send_start=lambda marked: ledger.save(marked))
     assert broker.placed == []
-    assert ledger.get_order(order_id).status == "canceled"
+    # Read afresh, the order says why: it was withdrawn.
     with pytest.raises(NotSent, match="canceled"):
         ledger.submit(order_id)
+    assert broker.placed == []
 
 
 def test_a_live_account_needs_confirmation(open_store: Callable[..., Ledger]) -> None:
@@ -299,3 +301,59 @@ def test_paper_broker_alone() -> None:
     )
     assert no_price.error is not None and no_price.error.code == "price_required"
     assert broker.find_order("tl-x") is None
+
+
+REFUSED = BrokerAnswer(
+    broker="scripted",
+    error=BrokerError("40310000", "insufficient buying power", retryable=False, http_status=403),
+)
+
+
+def test_a_refused_resend_keeps_the_order_unknown_while_the_first_send_may_land(
+    open_store: Callable[..., Ledger],
+) -> None:
+    """A refusal of a second send says nothing of the first, still perhaps on its way."""
+    broker = ScriptedBroker([unknown("timeout"), REFUSED])
+    ledger = open_store(adapter=broker)
+    order = ledger.trade(side="buy", symbol="AAPL", qty="3", price="10")
+    assert order.status == "outcome_unknown"
+    resent = ledger.execute(order.id)
+    assert resent.status == "outcome_unknown", "it may still land"
+    assert "may still land" in resent.failures[-1]["message"]
+    assert [t.client_order_id for t in broker.placed] == [order.client_order_id] * 2
+
+
+def test_a_refused_resend_settles_the_order_long_after_the_first_send(
+    open_store: Callable[..., Ledger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = ScriptedBroker([unknown("timeout"), REFUSED])
+    ledger = open_store(adapter=broker)
+    order = ledger.trade(side="buy", symbol="AAPL", qty="3", price="10")
+    later = datetime.now(UTC) + LANDING_WINDOW + timedelta(seconds=1)
+    monkeypatch.setattr(router_module, "datetime", _FrozenAt(later))
+    resent = ledger.execute(order.id)
+    assert resent.status == "submission_failed"
+    assert resent.failures[-1]["code"] == "40310000"
+
+
+def test_a_duplicate_refusal_the_lookup_cannot_see_yet_stays_unknown(
+    open_store: Callable[..., Ledger],
+) -> None:
+    duplicate = BrokerAnswer(
+        broker="scripted",
+        error=BrokerError("40010001", "Alpaca already has an order with this client order "
+                          "id: client_order_id must be unique", False),
+    )
+    broker = ScriptedBroker([duplicate], found=None)
+    order = open_store(adapter=broker).trade(side="buy", symbol="AAPL", qty="3", price="10")
+    assert order.status == "outcome_unknown", "an order with its id exists at the broker"
+
+
+class _FrozenAt:
+    """`datetime` as the router sees it, with `now` fixed."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self, tz: object = None) -> datetime:
+        return self.moment

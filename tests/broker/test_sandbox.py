@@ -831,6 +831,33 @@ def test_fault_slow(client: TradingClient, sandbox: AlpacaSandbox) -> None:
         client.get_account()
 
 
+def test_a_route_delay_holds_every_request_and_finishes_after_the_client_left(
+    client: TradingClient, sandbox: AlpacaSandbox, control: Any
+) -> None:
+    """A slow broker: each order POST waits, and one whose client gave up still lands,
+    as on a real server; a second POST under the same client order id is refused."""
+    assert control("POST", "/delays", {"seconds": 0.6, "method": "POST",
+                                       "path": "/v2/orders"})["seconds"] == 0.6
+    assert control("GET", "/delays") == [{"method": "POST", "path": "/v2/orders",
+                                          "seconds": 0.6}]
+    client._session.request = functools.partial(client._session.request, timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        client.submit_order(market("AAPL", 3, client_order_id="slow-1"))
+    with pytest.raises(APIError):  # not there yet: a 404 proves nothing
+        client.get_order_by_client_id("slow-1")
+    time.sleep(0.8)
+    assert client.get_order_by_client_id("slow-1").status == OrderStatus.FILLED
+    assert time.monotonic() - started >= 0.6
+    reads = time.monotonic()
+    client.get_account()  # other routes are not held
+    assert time.monotonic() - reads < 0.5
+    control("DELETE", "/delays")
+    assert sandbox.delays() == []
+    retry = api_error(lambda: client.submit_order(market("AAPL", 3, client_order_id="slow-1")))
+    assert (retry.status_code, retry.code) == (422, 40010001)
+
+
 @pytest.mark.faults
 def test_fault_drop_after_create(client: TradingClient, sandbox: AlpacaSandbox) -> None:
     sandbox.add_fault("drop_after_create", method="POST", path="/v2/orders")

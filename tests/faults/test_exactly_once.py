@@ -200,3 +200,18 @@ def test_a_run_frozen_past_its_lease_loses_the_lock_and_sends_nothing_more(
     assert max(posts_per_client_order_id(sandbox).values()) == 1
     assert broker_positions(sandbox) == {"AAPL": Decimal(5), "MSFT": Decimal(7)}
     assert_books_agree(env, tmp_path)
+
+
+def test_ctrl_c_during_a_trade_finishes_its_post_and_records_the_answer(
+    database_url: str, sandbox: AlpacaSandbox, tmp_path: Path
+) -> None:
+    sandbox.set_delay(2, method="POST", path="/v2/orders")
+    env = alpaca_env(sandbox, database_url, BROKER_TIMEOUT_SECONDS="10")
+    trade = Cli(["trade", "buy", "AAPL", "3", "--json"], env, tmp_path, "trade")
+    assert wait_until(lambda: len(order_posts(sandbox)) == 1, 30), trade.wait().why()
+    trade.send(signal.SIGTERM)
+    run = trade.wait()
+    assert run.returncode == 1, run.why()
+    assert "interrupted by SIGTERM: the order in flight was finished and recorded" in run.stderr
+    assert run.json()["status"] in ("accepted", "filled"), run.why()
+    assert broker_orders_per_symbol(sandbox) == {"AAPL": 1}

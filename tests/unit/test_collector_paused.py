@@ -47,7 +47,9 @@ def test_a_failed_run_resumes_the_collector() -> None:
         raise BrokerReadError("GET /v2/positions: the broker did not answer")
 
     settings = SimpleNamespace(broker_provider="alpaca", alpaca_paper_mode=True)
-    reconciler = Reconciler(SimpleNamespace(sync=sync), books=None, settings=settings)  # type: ignore[arg-type]
+    books = SimpleNamespace(catch_up=lambda: 0, unresolved_orders=lambda: [])
+    ledger = SimpleNamespace(sync=sync, get_order=lambda order_id: None)
+    reconciler = Reconciler(ledger, books=books, settings=settings)  # type: ignore[arg-type]
     with pytest.raises(BrokerReadError):
         reconciler.run(ReconcileRequest(dry_run=True))
     assert seen == [False] and gc.isenabled()
