@@ -297,6 +297,9 @@ class Ledger(Application[UUID]):
                 raise NotSent(
                     self.get_order(order_id), "another process changed it first"
                 ) from None
+            # Between the send's mark and the send: a crash here leaves an order of unknown
+            # outcome that never left, which the next run sends under the same id.
+            failpoint("submit:marked")
 
         answer = self.router.route(order, reference_price, store_send_start=store_send_start)
         # Between the broker's answer and its storage: the window a lost reply lives in.

@@ -40,8 +40,8 @@ RUNS = {
     "postgres": int(os.environ.get("FAULTS_CRASH_RUNS_PG", "50")),
 }
 # The crash points of tests/reconcile/test_crash_safety.py, here every fifth iteration.
-CRASH_POINTS = ("reconcile:planned", "reconcile:requested", "submit:answered",
-                "reconcile:submitted")
+CRASH_POINTS = ("reconcile:planned", "reconcile:requested", "submit:marked",
+                "submit:answered", "reconcile:submitted")
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "META", "SPY")
 DRIFTS = ("paper_buy", "paper_sell", "broker_buy", "broker_sell")
 

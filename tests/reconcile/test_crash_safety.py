@@ -17,6 +17,7 @@ pytestmark = pytest.mark.usefixtures("cli_env")
 CRASH_POINTS = [
     "reconcile:planned",     # after the plan, before anything is stored
     "reconcile:requested",   # plan and order intents stored, nothing sent
+    "submit:marked",         # the send's mark stored, the POST not sent
     "submit:answered",       # the broker took the order; its answer is not stored
     "reconcile:submitted",   # every answer stored, the run not marked completed
 ]
