@@ -276,7 +276,9 @@ class Reconciler:
             return result
         if stop.requested:
             # Nothing of this plan is stored as requested: the next run plans afresh.
-            result.orders = []
+            for outcome in result.orders:
+                outcome.status = "not_sent"
+                outcome.error = f"not sent: {stop.reason}"
             result.interrupted = stop.reason
             run.complete(**result.counts, interrupted=stop.reason)
             self.ledger.save(run)

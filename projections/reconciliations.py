@@ -94,7 +94,10 @@ def run_document(views: Views, run: Reconciliation,
         order_id = _order_id(planned.get("order_id"))
         record = None if run.dry_run or order_id is None else views.order(order_id)
         settled_by = (settlements or {}).get(str(planned.get("client_order_id")))
-        orders.append(order_document(planned, record, run.dry_run, settled_by))
+        document = order_document(planned, record, run.dry_run, settled_by)
+        if record is None and getattr(run, "interrupted", None):
+            document["status"] = "not_sent"  # stopped before its intent was stored
+        orders.append(document)
     return {
         "run_id": run.id,
         "started_at": run.created_on,

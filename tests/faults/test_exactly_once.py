@@ -215,3 +215,25 @@ def test_ctrl_c_during_a_trade_finishes_its_post_and_records_the_answer(
     assert "interrupted by SIGTERM: the order in flight was finished and recorded" in run.stderr
     assert run.json()["status"] in ("accepted", "filled"), run.why()
     assert broker_orders_per_symbol(sandbox) == {"AAPL": 1}
+
+
+def test_a_stop_before_the_orders_are_stored_sends_nothing_and_says_so(
+    database_url: str, sandbox: AlpacaSandbox, tmp_path: Path
+) -> None:
+    """SIGTERM while the run still reads the broker: the plan is kept, nothing is sent."""
+    paper_trades(database_url, sandbox, {"TSLA": "5"})
+    sandbox.set_delay(2, method="GET", path="/v2/account")
+    env = alpaca_env(sandbox, database_url)
+    first = Cli(["reconcile", "--json"], env, tmp_path, "first")
+    assert wait_until(lambda: bool(sandbox.requests(path="/v2/account")), 30), first.wait().why()
+    first.send(signal.SIGTERM)
+    run = first.wait()
+    assert run.returncode == 1, run.why()
+    (order,) = run.json()["orders"]
+    assert (order["status"], order["error"]) == ("skipped", "not sent: interrupted by SIGTERM")
+    assert "0 order(s) sent, 1 not sent, 0 of unknown outcome" in run.stderr
+    assert order_posts(sandbox) == []
+    listing = run_cli(["reconciliations", "--json"], env, tmp_path).json()
+    (interrupted,) = listing["runs"]
+    assert interrupted["outcome"] == "interrupted"
+    assert [o["status"] for o in interrupted["orders"]] == ["not_sent"]
