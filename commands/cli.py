@@ -8,6 +8,7 @@ from typing import Any
 import click
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
+from commands.adopt import adopt
 from commands.audit import audit
 from commands.errors import EXIT_ATTENTION, EXIT_USAGE, CommandError
 from commands.events import events
@@ -23,6 +24,7 @@ from commands.trade import trade
 from ledger.brokers.port import BrokerReadError
 from ledger.domain.reconciliation_lock import LockHeld
 from ledger.domain.values import InvalidInput
+from ledger.reconciling import AccountCannotTrade
 from ledger.settings import ConfigurationError
 from ledger.storage import StoreUnavailable
 
@@ -69,6 +71,12 @@ def store_failure(error: PersistenceError, session: Any) -> tuple[str, int]:
     return f"the event store failed ({cause}); this step recorded nothing", EXIT_USAGE
 
 
+def broker_read_exit(error: BrokerReadError) -> int:
+    """Refused keys are configuration (2); a broker that is down, slow or failing needs
+    attention and a later run (1), as nothing about the command or its settings is wrong."""
+    return EXIT_USAGE if error.auth else EXIT_ATTENTION
+
+
 class LedgerGroup(click.Group):
     """Turns the errors a user can fix into one line on stderr and a documented exit code."""
 
@@ -89,7 +97,7 @@ class LedgerGroup(click.Group):
         except click.UsageError as error:
             click.echo(usage_line(error), err=True)
             ctx.exit(EXIT_USAGE)
-        except LockHeld as error:
+        except (LockHeld, AccountCannotTrade) as error:
             click.echo(f"Error: {error}", err=True)
             ctx.exit(1)
         except CommandError as error:
@@ -101,7 +109,7 @@ class LedgerGroup(click.Group):
         except BrokerReadError as error:
             # Commands say more where they can; this keeps any other read failure one line.
             click.echo(f"Error: the broker could not be read: {error}", err=True)
-            ctx.exit(EXIT_USAGE)
+            ctx.exit(broker_read_exit(error))
         except IntegrityError as error:
             click.echo(
                 f"Error: another writer changed the same record first ({error}); run the "
@@ -137,6 +145,7 @@ cli.add_command(events)
 cli.add_command(run)
 cli.add_command(sync)
 cli.add_command(reconcile)
+cli.add_command(adopt)
 cli.add_command(audit)
 cli.add_command(positions)
 cli.add_command(rebuild)

@@ -43,12 +43,16 @@ def parse_day(text: str | None, option: str, zone: ZoneInfo) -> date | None:
 @click.option("--extended-hours", is_flag=True,
               help="Place limit orders with extended_hours at the last price plus or minus "
               "RECONCILE_EXTENDED_HOURS_SLIPPAGE (Alpaca takes only limit orders then).")
+@click.option("--include-external", is_flag=True,
+              help="Also trade away differences the ledger did not originate (positions "
+              "opened by hand or held before the ledger; causes unknown). Without it they "
+              "are shown and skipped: `commands adopt` takes them into the local book.")
 @click.option("--yes", is_flag=True, help="Confirm sending orders to a live account "
               "(ALPACA_PAPER_MODE=false).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str | None,
-              extended_hours: bool, yes: bool, as_json: bool) -> None:
+              extended_hours: bool, include_external: bool, yes: bool, as_json: bool) -> None:
     """Compare the local book with the broker book and send one compensating order per
     symbol that differs, through the broker router.
 
@@ -61,6 +65,7 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
         symbols=parse_symbols(symbols),
         extended_hours=extended_hours,
         confirmed=yes,
+        include_external=include_external,
     )
     settings = session.settings
     if not dry_run and not settings.alpaca_paper_mode and yes and sys.stdin.isatty():
@@ -83,13 +88,17 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
         raise CommandError(
             f"Reconciliation stopped: the broker could not be read, so nothing was planned "
             f"or sent ({error}); {advice}",
-            EXIT_USAGE,
+            # Refused keys are configuration; a broker that is down or failing is transient.
+            EXIT_USAGE if error.auth else EXIT_ATTENTION,
         ) from None
     document = result_document(result)
     if as_json:
         print_json(document)
     else:
         show(result, document)
+    if result.account_problem is not None:
+        click.echo(f"Error: the account cannot take this plan: {result.account_problem}",
+                   err=True)
     if result.interrupted is not None:
         counts = result.counts
         click.echo(
@@ -114,6 +123,11 @@ def result_document(result: ReconcileResult) -> dict[str, Any]:
             "reason": row.reason,
             "status": row.status,
             "skip_reason": row.skip_reason,
+            # The broker's price the plan assumed, and what it left alone and why.
+            "price": row.price,
+            "notional": row.notional,
+            "remainder": row.remainder,
+            "remainder_reason": row.remainder_reason,
         }
         for row in result.rows
     ]
@@ -127,7 +141,10 @@ def result_document(result: ReconcileResult) -> dict[str, Any]:
                 "side": outcome.side,
                 "qty": outcome.qty,
                 "type": outcome.order_type,
+                "time_in_force": row.order.time_in_force,
                 "limit_price": outcome.limit_price,
+                "price": row.price,
+                "notional": row.notional,
                 "client_order_id": outcome.client_order_id,
                 # The contract's statuses: an order not sent is "skipped", one of unknown
                 # outcome "failed" (it needs the next run) with `outcome_unknown` true.
@@ -142,7 +159,10 @@ def result_document(result: ReconcileResult) -> dict[str, Any]:
                 "side": "buy" if row.delta > 0 else "sell",
                 "qty": abs(row.delta),
                 "type": "market",
+                "time_in_force": None,
                 "limit_price": None,
+                "price": row.price,
+                "notional": row.notional,
                 "client_order_id": None,
                 "status": "skipped",
                 "outcome_unknown": False,
@@ -162,6 +182,7 @@ def result_document(result: ReconcileResult) -> dict[str, Any]:
         },
         "settled": result.settled,
         "interrupted": result.interrupted,
+        "account_problem": result.account_problem,
         "positions": positions,
         "orders": orders,
         "summary": result.counts,
@@ -173,7 +194,10 @@ def show(result: ReconcileResult, document: dict[str, Any]) -> None:
     account = "paper" if result.paper else "LIVE"
     console.print(f"Reconciliation against {result.broker} ({account} account): {mode}")
     clock = result.clock
-    if clock is not None and not clock.is_open:
+    # Crypto trades around the clock (gtc orders): the stock market's clock is no news then.
+    stock_orders = [r for r in result.rows if r.order is not None
+                    and r.order.time_in_force != "gtc"]
+    if clock is not None and not clock.is_open and stock_orders:
         when = clock.next_open.isoformat() if clock.next_open else "the next session"
         console.print(f"The market is closed: market orders queue until it opens at {when}.")
     for item in result.settled:
@@ -219,8 +243,12 @@ def _action(order: dict[str, Any]) -> str:
     if order["status"] == "skipped":
         return f"skipped: {order['error']}"
     if order["outcome_unknown"]:
-        return f"{what}: OUTCOME UNKNOWN"
-    if order["status"] == "failed":
-        return f"{what}: FAILED"
-    return f"{what}: {order['status']}"
-
+        what += ": OUTCOME UNKNOWN"
+    elif order["status"] == "failed":
+        what += ": FAILED"
+    else:
+        what += f": {order['status']}"
+    if order["price"] is not None and order["notional"] is not None:
+        what += (f" (at the broker's price {decimal_text(order['price'])}, notional "
+                 f"{decimal_text(order['notional'])})")
+    return what

@@ -17,10 +17,16 @@ from ledger.sync import SyncReport
 
 
 def sync_failure(error: BrokerReadError) -> CommandError:
-    """One line: bad keys get the advice users search for, anything else its real cause."""
+    """One line: bad keys get the advice users search for, anything else its real cause.
+
+    Bad keys are configuration (exit 2); a broker that is down, slow or failing is not: it
+    needs attention and a later run (exit 1).
+    """
     if error.auth:
-        return CommandError(f"Failed to sync Alpaca account. Check your API keys ({error})")
-    return CommandError(f"Failed to sync Alpaca account: {error}", EXIT_USAGE)
+        return CommandError(
+            f"Failed to sync Alpaca account. Check your API keys ({error})", EXIT_USAGE
+        )
+    return CommandError(f"Failed to sync Alpaca account: {error}", EXIT_ATTENTION)
 
 
 def run_sync(ledger: Ledger, settings: Settings) -> SyncReport:
@@ -45,9 +51,13 @@ def sync(session: Session, as_json: bool) -> None:
         print_json(report.document())
     else:
         print_report(report)
-    for warning in report.warnings:
-        error_console.print(f"Warning: {warning}")
-    if report.warnings:
+    warnings = list(report.warnings)
+    refusal = None if report.account is None else report.account.refusal()
+    if refusal is not None:
+        warnings.append(f"the account cannot trade: {refusal}")
+    for warning in warnings:
+        error_console.print(f"Warning: {warning}", markup=False)
+    if warnings:
         raise click.exceptions.Exit(EXIT_ATTENTION)
 
 

@@ -39,7 +39,7 @@ from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerAnswer, BrokerReader, BrokerReadError
 from ledger.brokers.router import BrokerRouter
 from ledger.collector import CollectorPaused
-from ledger.domain import BrokerSnapshot, Decision, Order, Reconciliation
+from ledger.domain import Adjustment, BrokerSnapshot, Decision, Order, Reconciliation
 from ledger.domain.order import ANSWERABLE_STATUSES, decision_order_id
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, parse_price, validate
 from ledger.failpoints import failpoint
@@ -259,6 +259,23 @@ class Ledger(Application[UUID]):
             else:
                 order = self.get_order(order.id)
         return order
+
+    def adopt(
+        self, adjustments: Sequence[tuple[str, Decimal, Decimal]], *, who: str, why: str
+    ) -> list[Adjustment]:
+        """Take the broker's quantities into the local book: one `Adjustment` per
+        (symbol, signed qty to add, price) in one save. An operator's decision, recorded
+        with who and why; it is no trade, and nothing is sent to a broker."""
+        if not why.strip():
+            raise InvalidInput("an adoption needs a reason: say why the broker's word stands")
+        recorded = [
+            Adjustment(book="local", symbol=symbol, qty=qty, price=price, who=who, why=why)
+            for symbol, qty, price in adjustments
+            if qty
+        ]
+        if recorded:
+            self.save(*recorded)
+        return recorded
 
     def _fills_waiting(self, order: Order, answer: BrokerAnswer) -> bool:
         reported = answer.filled_qty or Decimal(0)

@@ -22,15 +22,23 @@ from eventsourcing.persistence import IntegrityError
 
 from ledger.application import SAVE_ATTEMPTS, Ledger, NotSent
 from ledger.brokers.answers import apply_answer
-from ledger.brokers.port import BrokerAnswer, BrokerError, MarketClock
+from ledger.brokers.failures import hint
+from ledger.brokers.port import BrokerAnswer, BrokerError, MarketClock, MarketReader
 from ledger.brokers.router import LANDING_WINDOW
 from ledger.collector import CollectorPaused
 from ledger.domain import Order, Reconciliation
 from ledger.domain.order import OUTCOME_UNKNOWN, OrderStateError, compensation_order_id
-from ledger.domain.planning import PlanRow, PlanRules, SymbolFacts, plan
+from ledger.domain.planning import (
+    PlanRow,
+    PlanRules,
+    SymbolFacts,
+    day_trade_refusal,
+    plan,
+)
 from ledger.domain.reconciliation_lock import LockLost
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, validate
 from ledger.failpoints import failpoint
+from ledger.market_facts import with_market_facts
 from ledger.reconcile_lock import HeldLock
 from ledger.settings import ConfigurationError, Settings
 from ledger.stopping import Interrupted, StopRequest
@@ -71,6 +79,12 @@ class ReconcileRequest:
     symbols: tuple[str, ...] = ()
     extended_hours: bool = False
     confirmed: bool = False  # --yes
+    include_external: bool = False  # also trade away what the ledger did not originate
+
+
+class AccountCannotTrade(Exception):
+    """The broker account is blocked, suspended, not active, or may not day-trade: nothing
+    is sent (exit 1)."""
 
 
 @dataclass
@@ -104,6 +118,8 @@ class ReconcileResult:
     settled: list[dict[str, Any]] = field(default_factory=list)
     # Why the run stopped sending before its plan was done (a signal, a lost lock).
     interrupted: str | None = None
+    # Why the account cannot take this plan (a dry run reports it; a real run refuses).
+    account_problem: str | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -118,40 +134,26 @@ class ReconcileResult:
 
     @property
     def failed(self) -> bool:
-        return self.interrupted is not None or any(o.status == "failed" for o in self.orders)
+        return (
+            self.interrupted is not None
+            or self.account_problem is not None
+            or any(o.status == "failed" for o in self.orders)
+        )
 
 
 # What a person can do about each broker refusal (docs/design.md: each failed order shows
 # why and what to do).
-_HINTS = {
-    "40310000": "the account lacks buying power: add funds or reduce the position by hand",
-    "42210000": "the asset is not tradable at Alpaca: adjust the local book with an adjustment",
-    "40010001": "an order with this client order id exists: the next sync records it",
-    "429": "Alpaca is rate limiting: run reconcile again in a minute",
-    # The adapter reports Alpaca's own code for a rate limit.
-    "42910000": "Alpaca is rate limiting: run reconcile again in a minute",
-    "timeout": "the broker did not answer in time: the next run looks the order up first",
-}
-# The adapter's codes for a broker that failed or could not be reached (an order whose
-# outcome is unknown is looked up by the next run before anything is sent).
-_BROKER_FAILED_CODES = frozenset(
-    {"connection", "connection_lost", "outcome_unknown", "malformed_reply", "lookup_failed",
-     "transport_error", "unexpected_error", "unreachable"}
-)
 UNKNOWN_HINT = (
     "the broker may have this order although no answer said so: the next run looks it up, "
     "or sends it again under the same client order id, which the broker takes only once"
 )
 
 
-def hint_for(code: str, message: str) -> str:
-    if code in _HINTS:
-        return _HINTS[code]
-    if "market" in message.lower() and "closed" in message.lower():
-        return "the market is closed: run again when it opens, or use --extended-hours"
-    if code.startswith(("5", "http_5")) or code in _BROKER_FAILED_CODES:
-        return "the broker failed: run reconcile again; it settles this order first"
-    return "see the broker's message; fix the cause and run reconcile again"
+def hint_for(error: BrokerError | None) -> str:
+    """What a person can do about a failed order, by the kind the broker's adapter gave its
+    error (ledger/brokers/failures.py holds the lines). An error without a kind, or no
+    error at all (the broker took the order, then rejected it), gets the general line."""
+    return hint(None if error is None else error.kind)
 
 
 class Reconciler:
@@ -210,6 +212,9 @@ class Reconciler:
         unknown = [o for o in map(self.ledger.get_order, self.books.unresolved_orders())
                    if o.outcome_unknown]
         report = self.ledger.sync()
+        refusal = None if report.account is None else report.account.refusal()
+        if refusal is not None and not request.dry_run:
+            raise AccountCannotTrade(f"nothing was sent: {refusal}")
         self.books.catch_up()
         # The sync looks every unsettled order up: what it found is this run's settling too.
         settled = [_settled_entry(order, how=f"found by the sync: {_how_settled(order)}")
@@ -236,8 +241,19 @@ class Reconciler:
             max_run_notional=self.settings.max_run_notional,
             extended_hours=request.extended_hours,
             extended_hours_slippage=self.settings.extended_hours_slippage,
+            include_external=request.include_external,
         )
+        market = self.ledger.router.reader
+        if isinstance(market, MarketReader):
+            facts = with_market_facts(facts, market, report.positions or [], rules, now)
         rows = plan(facts, rules, now)
+        if refusal is None and report.account is not None:
+            refusal = day_trade_refusal(
+                rows, facts, pattern_day_trader=report.account.pattern_day_trader,
+                equity=report.account.equity,
+            )
+            if refusal is not None and not request.dry_run:
+                raise AccountCannotTrade(f"nothing was sent: {refusal}")
         result = ReconcileResult(
             run_id=run_id,
             dry_run=request.dry_run,
@@ -247,6 +263,7 @@ class Reconciler:
             clock=clock,
             rows=rows,
             settled=settled,
+            account_problem=refusal,
         )
         run = Reconciliation(
             id=run_id,
@@ -258,6 +275,7 @@ class Reconciler:
                 "since": request.since,
                 "symbols": list(request.symbols),
                 "extended_hours": request.extended_hours,
+                "include_external": request.include_external,
             },
         )
         orders = [self._compensation(run_id, row) for row in rows if row.order is not None]
@@ -441,10 +459,10 @@ class Reconciler:
             outcome.status = "failed"
             if answer.error is not None:
                 outcome.error = answer.error.message
-                outcome.hint = hint_for(answer.error.code, answer.error.message)
+                outcome.hint = hint_for(answer.error)
             else:
                 outcome.error = answer.rejection_reason or "rejected by the broker"
-                outcome.hint = hint_for("", outcome.error)
+                outcome.hint = hint_for(None)
         else:
             outcome.status = "submitted"
         return stop.reason if stop.requested else None
@@ -509,6 +527,9 @@ def row_record(row: PlanRow, facts: dict[str, SymbolFacts]) -> dict[str, Any]:
         "status": row.status,
         "skip_reason": row.skip_reason,
         "notional": row.notional,
+        "price": row.price,
+        "remainder": row.remainder,
+        "remainder_reason": row.remainder_reason,
         "last_price": None if fact is None else fact.last_price,
         "in_flight": None if fact is None else fact.in_flight,
         "last_broker_fill_at": None if fact is None else fact.last_broker_fill_at,

@@ -6,6 +6,7 @@ one read of one line, not a stack trace.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.domain.values import InvalidInput, to_decimal
+from ledger.domain.values import MAX_AMOUNT, InvalidInput, to_decimal
 
 
 class ConfigurationError(Exception):
@@ -23,19 +24,94 @@ class ConfigurationError(Exception):
 
 
 _BOOLEANS = {"true": True, "false": False}
-# Bounds that catch a typo before it becomes an endless wait (a float of 1e400 seconds is
-# infinity) or a broker hammered with retries.
-MAX_SECONDS = Decimal(86400 * 7)
-MAX_RETRY_WAIT_SECONDS = Decimal(30)
+# Every numeric setting has a range, so a typo is refused at start instead of becoming an
+# endless wait (1e400 seconds is infinity as a float), a date no datetime holds (1e12
+# seconds is 31,000 years), a broker hammered with retries, or an order priced 99% off.
+ONE_DAY = 86400
+# Intervals are used as floats: below a millisecond they round towards a zero timeout
+# (refused by requests) or a busy loop, so they are whole milliseconds.
+MILLISECOND = Decimal("0.001")
+MAX_BROKER_TIMEOUT_SECONDS = 600  # no Alpaca call takes minutes; Ctrl-C waits this long
+MAX_RETRY_WAIT_SECONDS = 30  # alpaca.LONGEST_WAIT_SECONDS: a command never sits longer
 MAX_RETRY_ATTEMPTS = 10
+MAX_SLIPPAGE = Decimal("0.1")  # 10% past the last price is a unit mix-up, not a limit
+
+
+@dataclass(frozen=True)
+class _Range:
+    """What a decimal setting accepts, and how its refusal words that."""
+
+    low: Decimal
+    high: Decimal
+    low_excluded: bool = False  # "above zero" rather than "from 0"
+    noun: str = ""  # "seconds" or "amount"
+
+    def holds(self, number: Decimal) -> bool:
+        above = number > self.low if self.low_excluded else number >= self.low
+        if not (above and number <= self.high):
+            return False
+        # Compared with its quantized self, not `% MILLISECOND`: the remainder of 1e-999999999
+        # underflows to zero.
+        whole_ms = number == number.quantize(MILLISECOND)
+        return self.noun != "seconds" or not self.low_excluded or whole_ms
+
+    def accepts(self, *, number: bool) -> str:
+        """`number`: the value was a number (out of range), not text, NaN or infinity."""
+        high = f"{self.high:f}"
+        if self.noun == "amount":
+            what = "an amount" if number else "a decimal amount"
+            return f"{what} above zero and at most {high}, or empty"
+        if self.low_excluded:
+            what = "a number" if number else "a decimal number"
+            return f"{what} of seconds above zero and at most {high}, to the millisecond"
+        what = "" if number else "a decimal number "
+        unit = f" {self.noun}" if self.noun else ""
+        return f"{what}from {self.low:f} to {high}{unit}"
+
+
+_DECIMAL_RANGES = {
+    "BROKER_TIMEOUT_SECONDS": _Range(Decimal(0), Decimal(MAX_BROKER_TIMEOUT_SECONDS), True,
+                                     "seconds"),
+    "LEDGER_POLL_INTERVAL_SECONDS": _Range(Decimal(0), Decimal(ONE_DAY), True, "seconds"),
+    # A day at most: `commands run` takes at least one full snapshot a trading day.
+    "LEDGER_RESYNC_INTERVAL_SECONDS": _Range(Decimal(0), Decimal(ONE_DAY), True, "seconds"),
+    "ALPACA_RETRY_WAIT_SECONDS": _Range(Decimal(0), Decimal(MAX_RETRY_WAIT_SECONDS),
+                                        noun="seconds"),
+    "RECONCILE_RECENT_FILL_SECONDS": _Range(Decimal(0), Decimal(ONE_DAY), noun="seconds"),
+    # No one order can be larger (ledger.domain.values.MAX_AMOUNT), nor sanely one run.
+    "RECONCILE_MAX_ORDER_NOTIONAL": _Range(Decimal(0), MAX_AMOUNT, True, "amount"),
+    "RECONCILE_MAX_RUN_NOTIONAL": _Range(Decimal(0), MAX_AMOUNT, True, "amount"),
+    "RECONCILE_EXTENDED_HOURS_SLIPPAGE": _Range(Decimal(0), MAX_SLIPPAGE),
+}
 _WHOLE_NUMBER_BOUNDS = {
     "ALPACA_RETRY_ATTEMPTS": (0, MAX_RETRY_ATTEMPTS),
     "LEDGER_SYNC_LOOKBACK_DAYS": (1, 36500),
     "LEDGER_SQLITE_LOCK_TIMEOUT_SECONDS": (1, 3600),
     # Longer than any one broker call plus a lookup; a day at most, so a dead run's lock
     # never outlives it by more.
-    "RECONCILE_LOCK_LEASE_SECONDS": (5, 86400),
+    "RECONCILE_LOCK_LEASE_SECONDS": (5, ONE_DAY),
 }
+
+
+def _shown(value: Any) -> str:
+    """The value as a refusal quotes it: a pasted blob must not become a page of output."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(str(value))} characters)"
+
+
+def _in_range(name: str, value: Any) -> Decimal:
+    """The setting as an exact Decimal within its range, or one line naming both."""
+    bounds = _DECIMAL_RANGES[name]
+    try:
+        number = to_decimal(value, name)
+    except InvalidInput:
+        # Text, NaN or infinity: say what is wanted, not only what was wrong.
+        raise ValueError(
+            f"{name} must be {bounds.accepts(number=False)} (got {_shown(value)})"
+        ) from None
+    if not bounds.holds(number):
+        raise ValueError(f"{name} must be {bounds.accepts(number=True)} (got {_shown(value)})")
+    return number
 
 
 class Settings(BaseSettings):
@@ -52,6 +128,8 @@ class Settings(BaseSettings):
     alpaca_secret_key: SecretStr | None = Field(None, alias="ALPACA_SECRET_KEY")
     alpaca_paper_mode: bool = Field(True, alias="ALPACA_PAPER_MODE")
     alpaca_base_url: str | None = Field(None, alias="ALPACA_BASE_URL")
+    # Alpaca's market data API (latest trades: the price every planned order is capped at).
+    alpaca_data_url: str | None = Field(None, alias="ALPACA_DATA_URL")
     database_url: SecretStr = Field(SecretStr("sqlite:///ledger.db"), alias="LEDGER_DATABASE_URL")
     timezone: str = Field("America/New_York", alias="LEDGER_TIMEZONE")
     broker_timeout_seconds: Decimal = Field(Decimal(10), alias="BROKER_TIMEOUT_SECONDS")
@@ -98,24 +176,24 @@ class Settings(BaseSettings):
             raise ValueError(f"ALPACA_PAPER_MODE must be one of: true, false (got {value!r})")
         return _BOOLEANS[text]
 
-    @field_validator("alpaca_base_url", mode="before")
+    @field_validator("alpaca_base_url", "alpaca_data_url", mode="before")
     @classmethod
-    def _base_url(cls, value: Any) -> str | None:
+    def _base_url(cls, value: Any, info: Any) -> str | None:
         if value is None or not str(value).strip():
             return None
+        name = cls.model_fields[info.field_name].alias
         text = str(value).strip().rstrip("/")
         if not text.startswith(("http://", "https://")):
-            raise ValueError(f"ALPACA_BASE_URL must start with http:// or https:// (got {value!r})")
+            raise ValueError(f"{name} must start with http:// or https:// (got {value!r})")
         try:
             parts = urlsplit(text)
             port_ok = parts.port is None or parts.port > 0
         except ValueError:
             parts, port_ok = None, False
         if parts is None or not parts.hostname or not port_ok or any(c.isspace() for c in text):
-            raise ValueError(
-                f"ALPACA_BASE_URL must be a URL such as https://paper-api.alpaca.markets "
-                f"(got {value!r})"
-            )
+            example = ("https://data.alpaca.markets" if name == "ALPACA_DATA_URL"
+                       else "https://paper-api.alpaca.markets")
+            raise ValueError(f"{name} must be a URL such as {example} (got {value!r})")
         # alpaca-py appends the API version itself.
         return text.removesuffix("/v2")
 
@@ -133,61 +211,24 @@ class Settings(BaseSettings):
         return text
 
     @field_validator(
-        "broker_timeout_seconds", "poll_interval_seconds", "resync_interval_seconds", mode="before"
+        "broker_timeout_seconds",
+        "poll_interval_seconds",
+        "resync_interval_seconds",
+        "alpaca_retry_wait_seconds",
+        "recent_fill_seconds",
+        "extended_hours_slippage",
+        mode="before",
     )
     @classmethod
-    def _positive_seconds(cls, value: Any, info: Any) -> Decimal:
-        name = cls.model_fields[info.field_name].alias
-        try:
-            number = to_decimal(value, name)
-        except InvalidInput as error:
-            raise ValueError(str(error)) from None
-        if number <= 0 or number > MAX_SECONDS:
-            raise ValueError(
-                f"{name} must be a number of seconds above zero and at most {MAX_SECONDS} "
-                f"(got {value!r})"
-            )
-        return number
-
-    @field_validator("recent_fill_seconds", "extended_hours_slippage", mode="before")
-    @classmethod
-    def _not_negative(cls, value: Any, info: Any) -> Decimal:
-        name = cls.model_fields[info.field_name].alias
-        try:
-            number = to_decimal(value, name)
-        except InvalidInput as error:
-            raise ValueError(str(error)) from None
-        if number < 0:
-            raise ValueError(f"{name} must be zero or more (got {value!r})")
-        return number
+    def _decimal_in_range(cls, value: Any, info: Any) -> Decimal:
+        return _in_range(cls.model_fields[info.field_name].alias, value)
 
     @field_validator("max_order_notional", "max_run_notional", mode="before")
     @classmethod
     def _optional_cap(cls, value: Any, info: Any) -> Decimal | None:
         if value is None or not str(value).strip():
             return None
-        name = cls.model_fields[info.field_name].alias
-        try:
-            number = to_decimal(value, name)
-        except InvalidInput as error:
-            raise ValueError(str(error)) from None
-        if number <= 0:
-            raise ValueError(f"{name} must be an amount above zero, or empty (got {value!r})")
-        return number
-
-    @field_validator("alpaca_retry_wait_seconds", mode="before")
-    @classmethod
-    def _wait_seconds(cls, value: Any) -> Decimal:
-        try:
-            number = to_decimal(value, "ALPACA_RETRY_WAIT_SECONDS")
-        except InvalidInput as error:
-            raise ValueError(str(error)) from None
-        if number < 0 or number > MAX_RETRY_WAIT_SECONDS:
-            raise ValueError(
-                f"ALPACA_RETRY_WAIT_SECONDS must be from 0 to {MAX_RETRY_WAIT_SECONDS} "
-                f"(got {value!r})"
-            )
-        return number
+        return _in_range(cls.model_fields[info.field_name].alias, value)
 
     @field_validator(
         "alpaca_retry_attempts",
@@ -201,9 +242,12 @@ class Settings(BaseSettings):
         name = cls.model_fields[info.field_name].alias
         lowest, highest = _WHOLE_NUMBER_BOUNDS[name]
         text = str(value).strip()
-        if isinstance(value, bool) or not text.isdigit() or not lowest <= int(text) <= highest:
+        # ASCII digits only: str.isdigit() takes "²" (which int() refuses) and other scripts'
+        # digits; the length check keeps int() off a 5000-digit string it would refuse.
+        digits = text.isascii() and text.isdigit() and len(text) <= 18
+        if isinstance(value, bool) or not digits or not lowest <= int(text) <= highest:
             raise ValueError(
-                f"{name} must be a whole number from {lowest} to {highest} (got {value!r})"
+                f"{name} must be a whole number from {lowest} to {highest} (got {_shown(value)})"
             )
         return int(text)
 

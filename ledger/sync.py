@@ -28,7 +28,6 @@ from ledger.brokers.port import (
     BrokerOrder,
     BrokerPosition,
     BrokerReader,
-    BrokerReadError,
     Execution,
 )
 from ledger.domain import CorporateAction, Order
@@ -138,6 +137,8 @@ class BrokerReads:
     fills_after: datetime
     activities_after: datetime
     lookups: int = 0
+    # What the reads could not square (an execution of an order the broker cannot show).
+    warnings: tuple[str, ...] = ()
 
 
 def read_broker(
@@ -169,15 +170,20 @@ def read_broker(
             found = reader.get_order_by_client_id(order.client_order_id)
         if found is not None:
             orders[found.broker_order_id] = found
+    unattributed: list[str] = []
     for fill in fills:
         if fill.broker_order_id in orders:
             continue
         lookups += 1
         found = reader.get_order(fill.broker_order_id)
         if found is None:
-            raise BrokerReadError(
-                f"the broker reports execution {fill.activity_id} of order "
-                f"{fill.broker_order_id} but has no such order: the fills cannot be attributed"
+            # An order the broker no longer shows (placed long ago, purged): the execution
+            # still moved the account, so it is recorded under an order of unknown terms.
+            found = unknown_order(fill)
+            unattributed.append(
+                f"the broker reports execution {fill.activity_id} ({fill.side} {fill.qty} "
+                f"{fill.symbol}) of order {fill.broker_order_id} but has no such order: "
+                "recorded as an external fill, its order unknown"
             )
         orders[found.broker_order_id] = found
     return BrokerReads(
@@ -191,6 +197,28 @@ def read_broker(
         fills_after=fills_after,
         activities_after=activities_after,
         lookups=lookups,
+        warnings=tuple(unattributed),
+    )
+
+
+def unknown_order(fill: BrokerFill) -> BrokerOrder:
+    """The order of an execution whose order the broker cannot show: known only by its id
+    and what the execution says."""
+    return BrokerOrder(
+        broker_order_id=fill.broker_order_id,
+        client_order_id="",
+        symbol=fill.symbol,
+        side=fill.side,
+        order_type="unknown",
+        time_in_force="unknown",
+        status=fill.order_status or "filled",
+        qty=None,
+        notional=None,
+        limit_price=None,
+        extended_hours=False,
+        filled_qty=fill.cum_qty,
+        filled_avg_price=None,
+        created_at=fill.transaction_time,
     )
 
 
@@ -394,7 +422,7 @@ class SyncMapper:
         self._watched = list(self._orders)
 
     def map(self, reads: BrokerReads) -> SyncOutcome:
-        outcome = SyncOutcome()
+        outcome = SyncOutcome(warnings=list(reads.warnings))
         fills_by_order: dict[str, list[BrokerFill]] = defaultdict(list)
         for fill in reads.fills:
             fills_by_order[fill.broker_order_id].append(fill)

@@ -117,7 +117,8 @@ class ReconcileBooks:
     def _explain(self, fact: SymbolFacts) -> SymbolFacts:
         """The history a cause is read from, fetched only for symbols that differ."""
         paper_decisions = external = ZERO
-        last_fill_price = None
+        today = datetime.now(self.views.zone).date()
+        sides_today: set[str] = set()
         for order in self.views.orders(symbol=fact.symbol):
             if order.filled_qty:
                 moved = signed(order.side, order.filled_qty)
@@ -125,7 +126,10 @@ class ReconcileBooks:
                     paper_decisions += moved
                 elif order.purpose == "external":
                     external += moved
-                last_fill_price = order.avg_fill_price
+                if _at_a_broker(order) and order.updated_at.astimezone(
+                    self.views.zone
+                ).date() == today:
+                    sides_today.add(order.side)
         kinds = {
             line.kind
             for book in ("local", "broker")
@@ -137,7 +141,10 @@ class ReconcileBooks:
                 "paper_decision_qty": paper_decisions,
                 "external_qty": external,
                 "has_corporate_action": bool(kinds & {RATIO, MOVE_IN, MOVE_OUT}),
-                "last_price": fact.last_price or last_fill_price,
+                # Never the ledger's own fill price: a paper fill's price is whatever was
+                # typed. No broker price here: the reconciler asks the market data API.
+                "last_price": fact.last_price,
+                "broker_sides_today": frozenset(sides_today),
             }
         )
 

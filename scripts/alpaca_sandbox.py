@@ -1,10 +1,13 @@
-"""A local, in-memory stand-in for Alpaca's trading API v2.
+"""A local, in-memory stand-in for Alpaca's trading API v2 and the parts of its market data
+API a ledger reads (latest trades).
 
-It speaks the same JSON as ``paper-api.alpaca.markets`` closely enough that alpaca-py's
-``TradingClient`` (pointed at it with ``url_override``) parses every reply with its own
-models, and it adds a control API under ``/_sandbox/`` so tests can script the broker:
-per-symbol fill behaviour, prices, positions the ledger did not create, broker-side
-fills and cancels, corporate actions, the market clock, and transport faults.
+It speaks the same JSON as ``paper-api.alpaca.markets`` and ``data.alpaca.markets`` closely
+enough that alpaca-py's ``TradingClient``, ``StockHistoricalDataClient`` and
+``CryptoHistoricalDataClient`` (each pointed at it with ``url_override``) parse every reply
+with their own models, and it adds a control API under ``/_sandbox/`` so tests can script
+the broker: per-symbol fill behaviour, prices, positions the ledger did not create (dust,
+crypto, option contracts), broker-side fills and cancels, fills whose order is gone,
+corporate actions, account flags, the market clock, and transport faults.
 
 Run it::
 
@@ -16,9 +19,98 @@ or embed it::
 
     with AlpacaSandbox() as sb:
         client = TradingClient(sb.key, sb.secret, paper=True, url_override=sb.base_url)
+        data = StockHistoricalDataClient(sb.key, sb.secret, url_override=sb.base_url)
 
 Only the standard library is used, so the script runs in any Python 3.11 environment.
-Every amount is a ``Decimal``; amounts leave the server as strings, as Alpaca sends them.
+Every amount is a ``Decimal``; amounts leave the server as strings, as Alpaca sends them
+(market data prices and sizes are JSON numbers, as the market data API sends them).
+
+The universe
+------------
+Stocks AAPL, MSFT, NVDA, TSLA, META (NASDAQ) and SPY (ARCA), and the crypto pairs BTC/USD
+and ETH/USD (``class: crypto``, ``exchange: CRYPTO``, fractionable, not shortable, with
+``min_order_size``, ``min_trade_increment`` and ``price_increment``). Crypto follows Alpaca's
+two symbologies: orders, fills and assets say ``BTC/USD`` while positions say ``BTCUSD``;
+``/v2/assets/BTCUSD``, ``/v2/assets/BTC%2FUSD``, ``/v2/positions/BTCUSD`` and
+``/v2/positions/BTC/USD`` all find the pair. Crypto trades around the clock (the market
+clock is ignored), accepts only ``gtc`` and ``ioc`` orders, settles against cash only and
+cannot be sold short. Option contracts (OCC symbols such as ``AAPL240119C00150000``) exist
+only once a test places a position in one; they are served at
+``/v2/options/contracts/{symbol_or_id}`` and are not assets (``/v2/assets/{occ}`` is a 404).
+
+The API served
+--------------
+Trading (``APCA-API-KEY-ID``/``APCA-API-SECRET-KEY`` required, else 401):
+``GET /v2/account``, ``GET /v2/positions``, ``GET /v2/positions/{symbol_or_asset_id}``,
+``GET|POST|DELETE /v2/orders``, ``GET|DELETE /v2/orders/{order_id}``,
+``GET /v2/orders:by_client_order_id``, ``GET /v2/account/activities[/{activity_type}]``,
+``GET /v2/clock``, ``GET /v2/assets`` (``status``, ``asset_class`` filters; us_equity by
+default), ``GET /v2/assets/{symbol_or_asset_id}``, ``GET /v2/options/contracts/{symbol_or_id}``.
+
+Market data (same headers; a missing or wrong key is a 403 for stocks; crypto needs none):
+``GET /v2/stocks/trades/latest?symbols=A,B``, ``GET /v2/stocks/{symbol}/trades/latest``,
+``GET /v1beta3/crypto/{loc}/latest/trades?symbols=BTC/USD,ETH/USD``. The latest trade's price
+is the symbol's configured price; a symbol the sandbox does not know, or one set with
+``latest_trade=False``, is left out of the map.
+
+Faults and delays match on the request path, so they can target market data too.
+
+The control API
+---------------
+Every endpoint is under ``/_sandbox``, takes and returns JSON, and answers 200 with the
+result (``{"ok": true}`` when there is nothing else to say); a refused request is a 4xx in
+Alpaca's ``{"code": ..., "message": ...}`` shape. Each one is also a Python method.
+
+=======  ==============================  ===============================================
+method   path                            body / query  -> Python method
+=======  ==============================  ===============================================
+POST     /reset                          {cash?} -> reset()
+GET      /state                          -> state(): account, positions, orders, ...
+GET      /requests                       ?method=&path= (glob) -> requests()
+DELETE   /requests                       -> clear_requests()
+GET      /symbols                        every symbol's configuration
+POST     /symbols/{symbol}               {behavior?, price?, partial_fraction?,
+                                         tradable?, lastday_price?, fractionable?,
+                                         shortable?, exchange?, name?, asset_class?,
+                                         status?, marginable?, min_order_size?,
+                                         min_trade_increment?, price_increment?,
+                                         latest_trade?} -> set_symbol()
+                                         (``BTC/USD`` may be sent as ``BTC%2FUSD`` or as
+                                         two path segments)
+POST     /positions                      {symbol, qty, avg_entry_price?} -> set_position()
+                                         (qty 0 removes; dust such as 0.000000001 is kept)
+POST     /option_positions               {symbol, qty, avg_entry_price?, price?,
+                                         lastday_price?} -> set_option_position()
+POST     /account                        {status?, crypto_status?, trading_blocked?,
+                                         account_blocked?, trade_suspended_by_user?,
+                                         transfers_blocked?, shorting_enabled?,
+                                         pattern_day_trader?, daytrade_count?}
+                                         -> set_account_flags(); null for the last two
+                                         leaves them out of /v2/account
+POST     /orders/{order_id}/fill         {qty?, price?} -> fill_order()
+POST     /orders/{order_id}/cancel       {status?: canceled|expired|rejected}
+                                         -> cancel_order()
+POST     /external_orders                {symbol, side, qty, price?, client_order_id?}
+                                         -> create_external_order()
+POST     /orphan_fills                   {symbol, side, qty, price?, order_id?, at?,
+                                         apply?} -> add_orphan_fill(): a FILL whose
+                                         order the orders endpoint does not know
+POST     /splits                         {symbol, ratio, date?} -> add_split()
+POST     /symbol_changes                 {old_symbol, new_symbol, date?} -> change_symbol()
+POST     /activities                     {activity_type, net_amount?, symbol?, qty?,
+                                         per_share_amount?, sub_type?, description?,
+                                         date?, apply_cash?} -> add_activity()
+POST     /clock                          {is_open?, next_open?, next_close?, timestamp?}
+                                         -> set_clock()
+POST     /cash                           {cash, last_equity?} -> set_cash()
+POST     /faults                         {kind, method?, path?, count?, retry_after?,
+                                         delay?, field?, value?} -> add_fault()
+GET      /faults                         -> faults()
+DELETE   /faults                         -> clear_faults()
+POST     /delays                         {seconds, method?, path?} -> set_delay()
+GET      /delays                         -> delays()
+DELETE   /delays                         -> clear_delays()
+=======  ==============================  ===============================================
 """
 
 from __future__ import annotations
@@ -27,6 +119,7 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -53,7 +146,10 @@ except Exception:  # pragma: no cover - only on hosts without tz data
     _ET = UTC
 
 __all__ = [
+    "ACCOUNT_STATUSES",
+    "ASSET_CLASSES",
     "BEHAVIORS",
+    "CRYPTO_STATUSES",
     "DEFAULT_KEY",
     "DEFAULT_SECRET",
     "FAULT_KINDS",
@@ -126,6 +222,36 @@ ACTIVITY_TYPES = (
 )
 _CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "replaced", "rejected"})
 _TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
+# Alpaca's crypto orders take only gtc and ioc (docs.alpaca.markets/docs/crypto-orders); any
+# other time in force is refused with 422 {"code": 42210000, "message": "invalid crypto
+# time_in_force"} (quoted in d-e-s-o/apca#27 and alpacahq/alpaca-py#681).
+_CRYPTO_TIME_IN_FORCE = ("gtc", "ioc")
+# The AccountStatus enum of the trading API spec (2.0.1); only ACTIVE may place orders.
+ACCOUNT_STATUSES = (
+    "ONBOARDING",
+    "SUBMISSION_FAILED",
+    "SUBMITTED",
+    "ACCOUNT_UPDATED",
+    "APPROVAL_PENDING",
+    "ACTIVE",
+    "REJECTED",
+)
+# crypto_status also takes INACTIVE, "Account not enabled" for crypto (the crypto-trading
+# docs' table of crypto_status values).
+CRYPTO_STATUSES = (*ACCOUNT_STATUSES, "INACTIVE")
+ASSET_CLASSES = ("us_equity", "crypto", "us_option")
+# Alpaca's crypto-trading docs show the pair as an asset of "class": "crypto" whose exchange
+# alpaca-py's AssetExchange knows as "CRYPTO" (added in alpacahq/alpaca-py#277: "crypto
+# assets with exchange value set to CRYPTO" since 2023-04-25); the spec's Exchange enum
+# predates it.
+_CRYPTO_EXCHANGE = "CRYPTO"
+# OCC option symbology as Alpaca writes it, without padding: root, YYMMDD, C/P, strike x 1000
+# in eight digits (the spec's examples: AAPL250620C00100000, TSLA231110C00021000).
+_OCC = re.compile(r"^([A-Z]{1,6})(\d{2})(\d{2})(\d{2})([CP])(\d{8})$")
+# A standard contract delivers 100 shares and its premium is quoted per share (the spec's
+# OptionContract.multiplier: "if a contract is traded at $1.50 and the multiplier is 100,
+# the total amount debited when buying the contract would be $150.00").
+_OPTION_MULTIPLIER = Decimal(100)
 _MARGIN_MULTIPLIER = Decimal(2)
 _INITIAL_MARGIN = Decimal("0.5")
 _MAINTENANCE_MARGIN = Decimal("0.3")
@@ -143,6 +269,30 @@ _DEFAULT_UNIVERSE: tuple[tuple[str, str, str, str], ...] = (
     ("META", "NASDAQ", "Meta Platforms, Inc. Class A Common Stock", "560"),
     ("SPY", "ARCA", "SPDR S&P 500 ETF Trust", "580"),
 )
+# (pair, name, price, min_order_size, min_trade_increment, price_increment). BTC/USD's name
+# and increments are those of the sample asset in Alpaca's crypto-trading docs
+# (alpaca.markets/docs/crypto-trading); ETH/USD's increments are the sandbox's own.
+_CRYPTO_UNIVERSE: tuple[tuple[str, str, str, str, str, str], ...] = (
+    ("BTC/USD", "BTC/USD pair", "65000", "0.0001", "0.0001", "1"),
+    ("ETH/USD", "ETH/USD pair", "3500", "0.001", "0.001", "0.1"),
+)
+# Defaults for a crypto pair a test creates: Alpaca quantities carry up to 9 decimals.
+_CRYPTO_DEFAULT_INCREMENTS = (Decimal("1e-9"), Decimal("1e-9"), Decimal("0.01"))
+# The market data API's exchange codes and tapes (v2/stocks/meta/exchanges, whose example
+# has "V": "IEX"; the SIP's codes; stock_tape in the market data spec: A NYSE, B NYSE
+# Arca/Bats/IEX/regionals, C NASDAQ).
+_EXCHANGE_CODES = {
+    "NASDAQ": "Q",
+    "NYSE": "N",
+    "ARCA": "P",
+    "NYSEARCA": "P",
+    "AMEX": "A",
+    "BATS": "Z",
+}
+_TAPES = {"NYSE": "A", "NASDAQ": "C"}
+# stock_latest_feed and crypto_latest_loc enums of the market data spec (1.1).
+_STOCK_LATEST_FEEDS = ("delayed_sip", "iex", "otc", "sip", "boats", "overnight")
+_CRYPTO_LOCATIONS = ("us", "us-1", "us-2", "eu-1", "bs-1")
 _HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -156,16 +306,20 @@ _HTML_504 = (
 
 
 class SandboxError(Exception):
-    """An error reply in Alpaca's ``{"code": ..., "message": ...}`` shape."""
+    """An error reply in Alpaca's ``{"code": ..., "message": ...}`` shape, with any extra
+    fields Alpaca adds to some of them (``extra``)."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(
+        self, status: int, code: int, message: str, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"HTTP {status} ({code}): {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.extra = dict(extra or {})
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message}
+        return {**self.extra, "code": self.code, "message": self.message}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -275,6 +429,22 @@ def _asset_id(symbol: str) -> str:
 
 
 @dataclass
+class _Contract:
+    """What an OCC option symbol says: underlying root, expiry, call or put, strike."""
+
+    root: str
+    expiration: date
+    kind: str  # "call" or "put"
+    strike: Decimal
+
+    @property
+    def name(self) -> str:
+        # The spec's OptionContract.name example: "AAPL Jun 20 2025 100 Call".
+        when = f"{self.expiration:%b} {self.expiration.day:02d} {self.expiration.year}"
+        return f"{self.root} {when} {_fmt(self.strike)} {self.kind.title()}"
+
+
+@dataclass
 class _Symbol:
     symbol: str
     asset_id: str
@@ -287,6 +457,36 @@ class _Symbol:
     tradable: bool = True
     fractionable: bool = True
     shortable: bool = True
+    asset_class: str = "us_equity"
+    status: str = "active"
+    marginable: bool = True
+    min_order_size: Decimal | None = None
+    min_trade_increment: Decimal | None = None
+    price_increment: Decimal | None = None
+    # Whether the market data API has a latest trade for it (a symbol with none is left out
+    # of the latest-trades map, as Alpaca leaves out unknown symbols).
+    latest_trade: bool = True
+    price_time: datetime | None = None  # when the price was last set: the trade's "t"
+    trade_id: int = 1  # the latest trade's "i", bumped with each new price
+    contract: _Contract | None = None
+
+    @property
+    def is_crypto(self) -> bool:
+        return self.asset_class == "crypto"
+
+    @property
+    def is_option(self) -> bool:
+        return self.asset_class == "us_option"
+
+    @property
+    def position_symbol(self) -> str:
+        # Alpaca's positions still name a crypto pair in the old symbology, BTCUSD
+        # (alpacahq/alpaca-trade-api-python#704: get_open_position('BTCUSD')).
+        return self.symbol.replace("/", "") if self.is_crypto else self.symbol
+
+    @property
+    def multiplier(self) -> Decimal:
+        return _OPTION_MULTIPLIER if self.is_option else Decimal(1)
 
 
 @dataclass
@@ -323,6 +523,7 @@ class _Order:
     updated_at: datetime
     expires_at: datetime | None
     origin: str  # "api" or "external": who placed it, for the state dump only
+    asset_class: str = "us_equity"
     notional_qty: Decimal | None = None
     filled_at: datetime | None = None
     canceled_at: datetime | None = None
@@ -515,7 +716,27 @@ class AlpacaSandbox:
                     exchange=exchange,
                     name=name,
                 )
+            for pair, name, price, min_size, increment, tick in _CRYPTO_UNIVERSE:
+                self._symbols[pair] = self._new_crypto(
+                    pair, Decimal(price), name, Decimal(min_size), Decimal(increment),
+                    Decimal(tick),
+                )
             self._positions: dict[str, _Position] = {}
+            # Account flags as /v2/account reports them; None leaves a field out, as Alpaca
+            # has done with pattern_day_trader and daytrade_count since 2026-07-06 (alpaca-py
+            # 0.44's TradeAccount: "removed from Alpaca responses ... FINRA intraday-margin
+            # migration").
+            self._flags: dict[str, Any] = {
+                "status": "ACTIVE",
+                "crypto_status": "ACTIVE",
+                "trading_blocked": False,
+                "account_blocked": False,
+                "trade_suspended_by_user": False,
+                "transfers_blocked": False,
+                "shorting_enabled": True,
+                "pattern_day_trader": False,
+                "daytrade_count": 0,
+            }
             self._orders: dict[str, _Order] = {}
             self._by_client_id: dict[str, _Order] = {}
             self._activities: list[dict[str, Any]] = []
@@ -527,6 +748,32 @@ class AlpacaSandbox:
             self._clock_open = True
             self._next_open: datetime | None = None
             self._next_close: datetime | None = None
+
+    @staticmethod
+    def _new_crypto(
+        pair: str,
+        price: Decimal,
+        name: str,
+        min_order_size: Decimal,
+        min_trade_increment: Decimal,
+        price_increment: Decimal,
+    ) -> _Symbol:
+        # As the crypto-trading docs' sample asset: fractionable, not marginable, shortable
+        # or easy to borrow.
+        return _Symbol(
+            symbol=pair,
+            asset_id=_asset_id(pair),
+            price=price,
+            lastday_price=price,
+            exchange=_CRYPTO_EXCHANGE,
+            name=name,
+            asset_class="crypto",
+            shortable=False,
+            marginable=False,
+            min_order_size=min_order_size,
+            min_trade_increment=min_trade_increment,
+            price_increment=price_increment,
+        )
 
     def state(self) -> dict[str, Any]:
         """Everything, in API shapes: account, positions, orders, activities, and more."""
@@ -576,29 +823,60 @@ class AlpacaSandbox:
         shortable: bool | None = None,
         exchange: str | None = None,
         name: str | None = None,
+        asset_class: str | None = None,
+        status: str | None = None,
+        marginable: bool | None = None,
+        min_order_size: Decimal | str | int | None = None,
+        min_trade_increment: Decimal | str | int | None = None,
+        price_increment: Decimal | str | int | None = None,
+        latest_trade: bool | None = None,
     ) -> dict[str, Any]:
-        """Create or change a symbol; a new price may fill resting limit orders."""
-        symbol = symbol.upper()
+        """Create or change a symbol; a new price may fill resting limit orders.
+
+        A new symbol needs a price; one with a ``/`` (``SOL/USD``) is a crypto pair unless
+        ``asset_class`` says otherwise. ``status`` ``inactive`` makes the asset untradable, as
+        Alpaca's inactive assets are. ``latest_trade=False`` leaves the symbol out of the
+        market data API's latest trades.
+        """
+        if asset_class is not None and asset_class not in ASSET_CLASSES:
+            raise SandboxError(422, 40010001, f"asset_class must be one of {ASSET_CLASSES}")
         with self._lock:
-            cfg = self._symbols.get(symbol)
+            cfg = self._find_symbol(symbol)
             if cfg is None:
+                symbol = symbol.upper()
                 if price is None:
                     raise SandboxError(422, 40010001, f"a new symbol {symbol} needs a price")
-                first = _dec(price, "price")
-                cfg = _Symbol(
-                    symbol=symbol,
-                    asset_id=_asset_id(symbol),
-                    price=first,
-                    lastday_price=first,
-                    name=f"{symbol} Sandbox Common Stock",
-                )
+                first = self._positive(price, "price")
+                kind = asset_class or ("crypto" if "/" in symbol else "us_equity")
+                if kind == "crypto":
+                    size, increment, tick = _CRYPTO_DEFAULT_INCREMENTS
+                    cfg = self._new_crypto(symbol, first, f"{symbol} pair", size, increment, tick)
+                elif kind == "us_equity":
+                    cfg = _Symbol(
+                        symbol=symbol,
+                        asset_id=_asset_id(symbol),
+                        price=first,
+                        lastday_price=first,
+                        name=f"{symbol} Sandbox Common Stock",
+                    )
+                else:
+                    raise SandboxError(
+                        422, 40010001, "option contracts are made by set_option_position"
+                    )
+                cfg.price_time = self._now()
                 self._symbols[symbol] = cfg
+            elif asset_class is not None and asset_class != cfg.asset_class:
+                raise SandboxError(422, 40010001, "asset_class cannot change")
             if behavior is not None:
                 if behavior not in BEHAVIORS:
                     raise SandboxError(422, 40010001, f"behavior must be one of {BEHAVIORS}")
                 cfg.behavior = behavior
             if price is not None:
-                cfg.price = self._positive(price, "price")
+                new_price = self._positive(price, "price")
+                if new_price != cfg.price:
+                    cfg.trade_id += 1  # a new price is a new trade on the tape
+                cfg.price = new_price
+                cfg.price_time = self._now()
             if lastday_price is not None:
                 cfg.lastday_price = self._positive(lastday_price, "lastday_price")
             if partial_fraction is not None:
@@ -606,18 +884,34 @@ class AlpacaSandbox:
                 if not 0 < fraction < 1:
                     raise SandboxError(422, 40010001, "partial_fraction must be in (0, 1)")
                 cfg.partial_fraction = fraction
+            if status is not None:
+                if status not in ("active", "inactive"):
+                    raise SandboxError(422, 40010001, "status must be active or inactive")
+                cfg.status = status
             if tradable is not None:
                 cfg.tradable = tradable
             if fractionable is not None:
                 cfg.fractionable = fractionable
             if shortable is not None:
                 cfg.shortable = shortable
+            if marginable is not None:
+                cfg.marginable = marginable
             if exchange is not None:
                 cfg.exchange = exchange
             if name is not None:
                 cfg.name = name
+            if min_order_size is not None:
+                cfg.min_order_size = self._positive(min_order_size, "min_order_size")
+            if min_trade_increment is not None:
+                cfg.min_trade_increment = self._positive(
+                    min_trade_increment, "min_trade_increment"
+                )
+            if price_increment is not None:
+                cfg.price_increment = self._positive(price_increment, "price_increment")
+            if latest_trade is not None:
+                cfg.latest_trade = latest_trade
             for order in list(self._orders.values()):
-                if order.symbol == symbol:
+                if order.symbol == cfg.symbol:
                     self._try_execute(order)
             return self._symbol_json(cfg)
 
@@ -629,18 +923,148 @@ class AlpacaSandbox:
     ) -> dict[str, Any] | None:
         """Put a position in the account as if it came from outside the ledger.
 
-        No order, no activity and no cash movement; ``qty`` 0 removes the position.
+        No order, no activity and no cash movement; ``qty`` 0 removes the position. Any
+        quantity Alpaca can hold is kept, down to broker dust such as ``0.000000001`` (Alpaca
+        quantities carry up to 9 decimals: the spec's DELETE /v2/positions ``qty``).
         """
-        symbol = symbol.upper()
         with self._lock:
             cfg = self._require_symbol(symbol)
             amount = _dec(qty, "qty")
+            if amount != amount.quantize(_QTY_STEP):
+                raise SandboxError(422, 40010001, "qty can have at most 9 decimal places")
             if amount == 0:
-                self._positions.pop(symbol, None)
+                self._positions.pop(cfg.symbol, None)
+                return None
+            if cfg.is_crypto and amount < 0:
+                raise SandboxError(422, 40010001, "crypto positions cannot be short")
+            avg = cfg.price if avg_entry_price is None else self._positive(avg_entry_price, "avg")
+            self._positions[cfg.symbol] = _Position(cfg.symbol, amount, avg)
+            return self._position_json(self._positions[cfg.symbol])
+
+    def set_option_position(
+        self,
+        symbol: str,
+        qty: Decimal | str | int,
+        avg_entry_price: Decimal | str | int | None = None,
+        *,
+        price: Decimal | str | int | None = None,
+        lastday_price: Decimal | str | int | None = None,
+    ) -> dict[str, Any] | None:
+        """Hold ``qty`` contracts of the option with OCC symbol ``symbol`` (AAPL240119C00150000).
+
+        Prices are per share, as Alpaca quotes premiums; the position's market value and cost
+        basis carry the contract multiplier of 100. The contract is made on first use (its
+        ``price`` defaults to ``avg_entry_price``) and is then served at
+        ``/v2/options/contracts/{symbol_or_id}``. ``qty`` 0 removes the position.
+        """
+        occ = symbol.upper()
+        match = _OCC.match(occ)
+        if match is None:
+            raise SandboxError(422, 40010001, f"not an OCC option symbol: {symbol}")
+        root, yy, mm, dd, kind, strike = match.groups()
+        try:
+            expiration = date(2000 + int(yy), int(mm), int(dd))
+        except ValueError:
+            raise SandboxError(422, 40010001, f"not an OCC option symbol: {symbol}") from None
+        amount = _dec(qty, "qty")
+        if amount != amount.to_integral_value():
+            # options trade in whole contracts
+            raise SandboxError(422, 40010001, "option qty must be a whole number of contracts")
+        with self._lock:
+            cfg = self._symbols.get(occ)
+            if cfg is None:
+                first = price if price is not None else avg_entry_price
+                if first is None:
+                    raise SandboxError(422, 40010001, f"a new option contract {occ} needs a price")
+                premium = self._positive(first, "price")
+                contract = _Contract(
+                    root,
+                    expiration,
+                    "call" if kind == "C" else "put",
+                    Decimal(strike) / 1000,
+                )
+                cfg = _Symbol(
+                    symbol=occ,
+                    asset_id=_asset_id(occ),
+                    price=premium,
+                    lastday_price=premium,
+                    # The spec's ExchangeForPosition: "Can be empty if not applicable (e.g.,
+                    # for options contracts)".
+                    exchange="",
+                    name=contract.name,
+                    asset_class="us_option",
+                    fractionable=False,
+                    shortable=False,
+                    marginable=False,
+                    contract=contract,
+                    price_time=self._now(),
+                )
+                self._symbols[occ] = cfg
+            elif price is not None:
+                cfg.price = self._positive(price, "price")
+            if lastday_price is not None:
+                cfg.lastday_price = self._positive(lastday_price, "lastday_price")
+            if amount == 0:
+                self._positions.pop(occ, None)
                 return None
             avg = cfg.price if avg_entry_price is None else self._positive(avg_entry_price, "avg")
-            self._positions[symbol] = _Position(symbol, amount, avg)
-            return self._position_json(self._positions[symbol])
+            self._positions[occ] = _Position(occ, amount, avg)
+            return self._position_json(self._positions[occ])
+
+    def set_account_flags(
+        self,
+        *,
+        status: str | None = None,
+        crypto_status: str | None = None,
+        trading_blocked: bool | None = None,
+        account_blocked: bool | None = None,
+        trade_suspended_by_user: bool | None = None,
+        transfers_blocked: bool | None = None,
+        shorting_enabled: bool | None = None,
+        pattern_day_trader: bool | None = _UNSET,
+        daytrade_count: int | None = _UNSET,
+    ) -> dict[str, Any]:
+        """Set the flags ``GET /v2/account`` reports; arguments left out stay as they are.
+
+        ``status`` takes the spec's AccountStatus values (``crypto_status`` INACTIVE too). While
+        ``trading_blocked`` or ``account_blocked`` is set or ``status`` is not ACTIVE, order
+        POSTs are refused 403 ``account is not authorized to trade``; with
+        ``trade_suspended_by_user`` they are refused 403 ``new orders are rejected by user
+        request``; with ``crypto_status`` not ACTIVE crypto orders are refused. ``None`` for
+        ``pattern_day_trader`` or ``daytrade_count`` leaves the field out of the reply.
+        """
+        with self._lock:
+            for name, value, allowed in (
+                ("status", status, ACCOUNT_STATUSES),
+                ("crypto_status", crypto_status, CRYPTO_STATUSES),
+            ):
+                if value is not None:
+                    if value not in allowed:
+                        raise SandboxError(422, 40010001, f"{name} must be one of {allowed}")
+                    self._flags[name] = value
+            for name, flag in (
+                ("trading_blocked", trading_blocked),
+                ("account_blocked", account_blocked),
+                ("trade_suspended_by_user", trade_suspended_by_user),
+                ("transfers_blocked", transfers_blocked),
+                ("shorting_enabled", shorting_enabled),
+            ):
+                if flag is not None:
+                    self._flags[name] = _as_bool(flag, name)
+            if pattern_day_trader is not _UNSET:
+                self._flags["pattern_day_trader"] = (
+                    None if pattern_day_trader is None
+                    else _as_bool(pattern_day_trader, "pattern_day_trader")
+                )
+            if daytrade_count is not _UNSET:
+                if daytrade_count is not None and (
+                    isinstance(daytrade_count, bool)
+                    or not isinstance(daytrade_count, int)
+                    or daytrade_count < 0
+                ):
+                    raise SandboxError(422, 40010001, "daytrade_count must be an integer >= 0")
+                self._flags["daytrade_count"] = daytrade_count
+            return self._account_json()
 
     def set_cash(
         self,
@@ -722,7 +1146,6 @@ class AlpacaSandbox:
         client_order_id: str | None = None,
     ) -> dict[str, Any]:
         """An order placed outside the ledger (say, in Alpaca's web app) that fills at once."""
-        symbol = symbol.upper()
         if side not in ("buy", "sell"):
             raise SandboxError(422, 40010001, "side must be buy or sell")
         with self._lock:
@@ -732,29 +1155,84 @@ class AlpacaSandbox:
             coid = client_order_id or str(uuid.uuid4())
             if coid in self._by_client_id:
                 raise SandboxError(422, 40010001, "client_order_id must be unique")
+            tif = "gtc" if cfg.is_crypto else "day"  # crypto takes no day orders
             now = self._tick()
             order = _Order(
                 id=str(uuid.uuid4()),
                 client_order_id=coid,
-                symbol=symbol,
+                symbol=cfg.symbol,
                 asset_id=cfg.asset_id,
                 side=side,
                 type="market",
-                time_in_force="day",
+                time_in_force=tif,
                 qty=amount,
                 notional=None,
                 limit_price=None,
                 extended_hours=False,
-                position_intent=self._intent(symbol, side),
+                position_intent=self._intent(cfg.symbol, side),
                 status="new",
                 created_at=now,
                 updated_at=now,
-                expires_at=self._expiry("day", now),
+                expires_at=self._expiry(tif, now),
                 origin="external",
+                asset_class=cfg.asset_class,
             )
             self._store_order(order)
             self._apply_fill(order, amount, at)
             return self._order_json(order)
+
+    def add_orphan_fill(
+        self,
+        symbol: str,
+        side: str,
+        qty: Decimal | str | int,
+        price: Decimal | str | int | None = None,
+        *,
+        order_id: str | None = None,
+        at: datetime | str | None = None,
+        apply: bool = True,
+    ) -> dict[str, Any]:
+        """A FILL activity whose order the orders endpoint does not know (a 404).
+
+        That is what an account shows for an order placed long ago or purged: the execution
+        is in the activities, ``GET /v2/orders/{order_id}`` finds nothing. ``at`` backdates
+        the execution (default: now); ``apply`` moves the position and cash as the fill did.
+        """
+        if side not in ("buy", "sell"):
+            raise SandboxError(422, 40010001, "side must be buy or sell")
+        with self._lock:
+            cfg = self._require_symbol(symbol)
+            amount = self._positive(qty, "qty")
+            fill_price = cfg.price if price is None else self._positive(price, "price")
+            oid = str(uuid.uuid4()) if order_id is None else str(order_id)
+            try:
+                uuid.UUID(oid)
+            except ValueError:
+                raise SandboxError(422, 40010001, "order_id must be a uuid") from None
+            if oid in self._orders:
+                raise SandboxError(422, 40010001, "order_id belongs to an order the API knows")
+            when = self._tick() if at is None else _parse_time(at, "at")
+            held_before = (
+                self._positions[cfg.symbol].qty if cfg.symbol in self._positions else _ZERO
+            )
+            if apply:
+                signed = amount if side == "buy" else -amount
+                self._move_position(cfg.symbol, signed, fill_price)
+                self._cash -= signed * fill_price * cfg.multiplier
+            activity = self._fill_activity(
+                when,
+                order_id=oid,
+                symbol=cfg.symbol,
+                side=side,
+                held_before=held_before,
+                qty=amount,
+                price=fill_price,
+                cum_qty=amount,
+                leaves_qty=_ZERO,
+                status="filled",
+            )
+            self._activities.append(activity)
+            return _public(activity)
 
     # -------------------------------------------------------- control: activities
 
@@ -1008,7 +1486,7 @@ class AlpacaSandbox:
         return number
 
     def _require_symbol(self, symbol: str) -> _Symbol:
-        cfg = self._symbols.get(symbol.upper())
+        cfg = self._find_symbol(symbol)
         if cfg is None:
             raise SandboxError(404, 40410000, "asset not found")
         return cfg
@@ -1020,10 +1498,19 @@ class AlpacaSandbox:
         return order
 
     def _find_symbol(self, symbol_or_id: str) -> _Symbol | None:
-        cfg = self._symbols.get(symbol_or_id.upper())
+        """By symbol, by a crypto pair's old symbology (BTCUSD for BTC/USD, which Alpaca still
+        accepts: "For crypto, the symbol has to follow old symbology, e.g. BTCUSD", the spec's
+        GET /v2/assets/{symbol_or_asset_id}), or by asset id."""
+        ref = symbol_or_id.upper()
+        cfg = self._symbols.get(ref)
         if cfg is not None:
             return cfg
-        return next((c for c in self._symbols.values() if c.asset_id == symbol_or_id), None)
+        for candidate in self._symbols.values():
+            if candidate.asset_id == symbol_or_id:
+                return candidate
+            if candidate.is_crypto and candidate.position_symbol == ref:
+                return candidate
+        return None
 
     def _intent(self, symbol: str, side: str) -> str:
         held = self._positions[symbol].qty if symbol in self._positions else _ZERO
@@ -1038,6 +1525,9 @@ class AlpacaSandbox:
     # ------------------------------------------------------- internal: execution
 
     def _can_trade_now(self, order: _Order) -> bool:
+        # "Alpaca supports crypto trading 24 hours a day, every day" (the crypto-trading docs).
+        if order.asset_class == "crypto":
+            return True
         return self._clock_open or (order.extended_hours and order.type == "limit")
 
     def _try_execute(self, order: _Order) -> None:
@@ -1076,33 +1566,60 @@ class AlpacaSandbox:
         )
         signed = qty if order.side == "buy" else -qty
         self._move_position(order.symbol, signed, price)
-        self._cash -= signed * price
+        cfg = self._symbols.get(order.symbol)
+        self._cash -= signed * price * (cfg.multiplier if cfg else Decimal(1))
         cumulative = order.filled_qty + qty
         order.status = "filled" if cumulative >= total else "partially_filled"
         order.updated_at = at
         if order.status == "filled":
             order.filled_at = at
+        activity = self._fill_activity(
+            at,
+            order_id=order.id,
+            symbol=order.symbol,
+            side=order.side,
+            held_before=held_before,
+            qty=qty,
+            price=price,
+            cum_qty=cumulative,
+            leaves_qty=total - cumulative,
+            status=order.status,
+        )
+        self._activities.append(activity)
+        order.fills.append(_Fill(qty, price, at, activity["id"]))
+
+    def _fill_activity(
+        self,
+        at: datetime,
+        *,
+        order_id: str,
+        symbol: str,
+        side: str,
+        held_before: Decimal,
+        qty: Decimal,
+        price: Decimal,
+        cum_qty: Decimal,
+        leaves_qty: Decimal,
+        status: str,
+    ) -> dict[str, Any]:
         # Alpaca labels executions that open or grow a short as "sell_short"
-        side = order.side
         if side == "sell" and held_before <= 0:
             side = "sell_short"
-        activity = {
+        return {
             "id": self._activity_id(at),
             "activity_type": "FILL",
             "transaction_time": _iso(at),
-            "type": "fill" if order.status == "filled" else "partial_fill",
+            "type": "fill" if status == "filled" else "partial_fill",
             "price": _fmt(price),
             "qty": _fmt(qty),
             "side": side,
-            "symbol": order.symbol,
-            "leaves_qty": _fmt(total - cumulative),
-            "order_id": order.id,
-            "cum_qty": _fmt(cumulative),
-            "order_status": order.status,
+            "symbol": symbol,
+            "leaves_qty": _fmt(leaves_qty),
+            "order_id": order_id,
+            "cum_qty": _fmt(cum_qty),
+            "order_status": status,
             "_ts": at,
         }
-        self._activities.append(activity)
-        order.fills.append(_Fill(qty, price, at, activity["id"]))
 
     def _move_position(self, symbol: str, signed: Decimal, price: Decimal) -> None:
         position = self._positions.get(symbol)
@@ -1177,16 +1694,27 @@ class AlpacaSandbox:
 
     # --------------------------------------------------------- internal: shapes
 
-    def _market_values(self) -> tuple[Decimal, Decimal]:
-        long_value, short_value = _ZERO, _ZERO
+    def _position_value(self, position: _Position) -> Decimal:
+        cfg = self._symbols.get(position.symbol)
+        if cfg is None:
+            return position.qty * position.avg_entry_price
+        return position.qty * cfg.price * cfg.multiplier
+
+    def _market_values(self) -> tuple[Decimal, Decimal, Decimal]:
+        """Long and short market value, and the part of the long value that cannot be margined
+        (crypto: "cryptocurrencies are not eligible assets to be used as collateral for margin
+        accounts", the spec's Account; and long options, which are paid in full)."""
+        long_value, short_value, cash_only = _ZERO, _ZERO, _ZERO
         for position in self._positions.values():
+            value = self._position_value(position)
             cfg = self._symbols.get(position.symbol)
-            value = position.qty * (cfg.price if cfg else position.avg_entry_price)
             if value > 0:
                 long_value += value
+                if cfg is not None and not cfg.marginable:
+                    cash_only += value
             else:
                 short_value += value
-        return long_value, short_value
+        return long_value, short_value, cash_only
 
     def _reserved_for_buys(self) -> Decimal:
         reserved = _ZERO
@@ -1204,10 +1732,12 @@ class AlpacaSandbox:
         return reserved
 
     def _account_numbers(self) -> dict[str, Decimal]:
-        long_value, short_value = self._market_values()
+        long_value, short_value, cash_only = self._market_values()
         equity = self._cash + long_value + short_value
-        gross = long_value - short_value
-        initial_margin = gross * _INITIAL_MARGIN
+        marginable_gross = long_value - cash_only - short_value
+        # what cannot be margined needs its full value as margin
+        initial_margin = marginable_gross * _INITIAL_MARGIN + cash_only
+        maintenance_margin = marginable_gross * _MAINTENANCE_MARGIN + cash_only
         regt = max(equity - initial_margin, _ZERO) * _MARGIN_MULTIPLIER
         reserved = self._reserved_for_buys()
         return {
@@ -1216,7 +1746,7 @@ class AlpacaSandbox:
             "short": short_value,
             "equity": equity,
             "initial_margin": initial_margin,
-            "maintenance_margin": gross * _MAINTENANCE_MARGIN,
+            "maintenance_margin": maintenance_margin,
             "regt": regt,
             "buying_power": max(regt - reserved, _ZERO),
             "non_marginable": max(self._cash - reserved, _ZERO),
@@ -1225,13 +1755,13 @@ class AlpacaSandbox:
     def _account_json(self) -> dict[str, Any]:
         n = self._account_numbers()
         now = self._now()
-        return {
+        account = {
             "id": self.account_id,
             "admin_configurations": {},
             "user_configurations": None,
             "account_number": self.account_number,
-            "status": "ACTIVE",
-            "crypto_status": "ACTIVE",
+            "status": self._flags["status"],
+            "crypto_status": self._flags["crypto_status"],
             "options_approved_level": 0,
             "options_trading_level": 0,
             "currency": "USD",
@@ -1246,14 +1776,14 @@ class AlpacaSandbox:
             "accrued_fees": "0",
             "pending_transfer_in": "0",
             "portfolio_value": _money(n["equity"]),
-            "pattern_day_trader": False,
-            "trading_blocked": False,
-            "transfers_blocked": False,
-            "account_blocked": False,
+            "pattern_day_trader": self._flags["pattern_day_trader"],
+            "trading_blocked": self._flags["trading_blocked"],
+            "transfers_blocked": self._flags["transfers_blocked"],
+            "account_blocked": self._flags["account_blocked"],
             "created_at": _iso(self._created_at),
-            "trade_suspended_by_user": False,
+            "trade_suspended_by_user": self._flags["trade_suspended_by_user"],
             "multiplier": _fmt(_MARGIN_MULTIPLIER),
-            "shorting_enabled": True,
+            "shorting_enabled": self._flags["shorting_enabled"],
             "equity": _money(n["equity"]),
             "last_equity": _money(self._last_equity),
             "long_market_value": _money(n["long"]),
@@ -1263,20 +1793,25 @@ class AlpacaSandbox:
             "maintenance_margin": _money(n["maintenance_margin"]),
             "last_maintenance_margin": "0",
             "sma": _money(n["equity"]),
-            "daytrade_count": 0,
+            "daytrade_count": self._flags["daytrade_count"],
             "balance_asof": (now.astimezone(_ET).date() - timedelta(days=1)).isoformat(),
             "crypto_tier": 0,
             "intraday_adjustments": "0",
             "pending_reg_taf_fees": "0",
         }
+        for name in ("pattern_day_trader", "daytrade_count"):
+            if account[name] is None:
+                del account[name]  # as Alpaca's replies since 2026-07-06
+        return account
 
     def _position_json(self, position: _Position) -> dict[str, Any]:
         cfg = self._symbols[position.symbol]
         qty, price, last = position.qty, cfg.price, cfg.lastday_price
-        market_value = qty * price
-        cost_basis = qty * position.avg_entry_price
+        # prices stay per share; an option's values carry the contract multiplier
+        market_value = qty * price * cfg.multiplier
+        cost_basis = qty * position.avg_entry_price * cfg.multiplier
         unrealized = market_value - cost_basis
-        intraday = (price - last) * qty
+        intraday = (price - last) * qty * cfg.multiplier
         held = sum(
             (
                 o.qty - o.filled_qty
@@ -1290,11 +1825,11 @@ class AlpacaSandbox:
         )
         available = qty - held if qty > 0 else qty + held
         return {
-            "asset_id": cfg.asset_id,
-            "symbol": position.symbol,
+            "asset_id": cfg.asset_id,  # "For options this represents the option contract ID"
+            "symbol": cfg.position_symbol,
             "exchange": cfg.exchange,
-            "asset_class": "us_equity",
-            "asset_marginable": True,
+            "asset_class": cfg.asset_class,
+            "asset_marginable": cfg.marginable,
             "qty": _fmt(qty),
             "avg_entry_price": _money(position.avg_entry_price),
             "side": "long" if qty > 0 else "short",
@@ -1303,7 +1838,9 @@ class AlpacaSandbox:
             "unrealized_pl": _money(unrealized),
             "unrealized_plpc": _ratio(unrealized / abs(cost_basis)) if cost_basis else "0",
             "unrealized_intraday_pl": _money(intraday),
-            "unrealized_intraday_plpc": _ratio(intraday / abs(last * qty)) if last else "0",
+            "unrealized_intraday_plpc": (
+                _ratio(intraday / abs(last * qty * cfg.multiplier)) if last else "0"
+            ),
             "current_price": _money(price),
             "lastday_price": _money(last),
             "change_today": _ratio((price - last) / last) if last else "0",
@@ -1326,7 +1863,7 @@ class AlpacaSandbox:
             "replaces": None,
             "asset_id": order.asset_id,
             "symbol": order.symbol,
-            "asset_class": "us_equity",
+            "asset_class": order.asset_class,
             "notional": _fmt_opt(order.notional),
             "qty": _fmt_opt(order.qty),
             "filled_qty": _fmt(order.filled_qty),
@@ -1353,15 +1890,34 @@ class AlpacaSandbox:
         }
 
     def _asset_json(self, cfg: _Symbol) -> dict[str, Any]:
-        return {
+        tradable = cfg.tradable and cfg.behavior != "not_tradable" and cfg.status == "active"
+        if cfg.is_crypto:
+            # The fields of the sample pair in Alpaca's crypto-trading docs.
+            return {
+                "id": cfg.asset_id,
+                "class": "crypto",
+                "exchange": cfg.exchange,
+                "symbol": cfg.symbol,
+                "name": cfg.name or cfg.symbol,
+                "status": cfg.status,
+                "tradable": tradable,
+                "marginable": cfg.marginable,
+                "shortable": cfg.shortable,
+                "easy_to_borrow": cfg.shortable,
+                "fractionable": cfg.fractionable,
+                "min_order_size": _fmt_opt(cfg.min_order_size),
+                "min_trade_increment": _fmt_opt(cfg.min_trade_increment),
+                "price_increment": _fmt_opt(cfg.price_increment),
+            }
+        asset: dict[str, Any] = {
             "id": cfg.asset_id,
-            "class": "us_equity",
+            "class": cfg.asset_class,
             "exchange": cfg.exchange,
             "symbol": cfg.symbol,
             "name": cfg.name or cfg.symbol,
-            "status": "active",
-            "tradable": cfg.tradable and cfg.behavior != "not_tradable",
-            "marginable": True,
+            "status": cfg.status,
+            "tradable": tradable,
+            "marginable": cfg.marginable,
             "maintenance_margin_requirement": 30,
             "margin_requirement_long": "30",
             "margin_requirement_short": "30",
@@ -1370,11 +1926,44 @@ class AlpacaSandbox:
             "fractionable": cfg.fractionable,
             "attributes": [],
         }
+        # increments a test set on a stock are served too (alpaca-py's Asset models them)
+        for name in ("min_order_size", "min_trade_increment", "price_increment"):
+            value = getattr(cfg, name)
+            if value is not None:
+                asset[name] = _fmt(value)
+        return asset
+
+    def _contract_json(self, cfg: _Symbol) -> dict[str, Any]:
+        """An option contract in the spec's OptionContract shape."""
+        contract = cfg.contract
+        assert contract is not None
+        underlying = self._symbols.get(contract.root)
+        return {
+            "id": cfg.asset_id,
+            "symbol": cfg.symbol,
+            "name": cfg.name,
+            "status": cfg.status,
+            "tradable": cfg.tradable and cfg.status == "active",
+            "expiration_date": contract.expiration.isoformat(),
+            "root_symbol": contract.root,
+            "underlying_symbol": contract.root,
+            "underlying_asset_id": underlying.asset_id if underlying else _asset_id(contract.root),
+            "type": contract.kind,
+            "style": "american",  # US equity options are American-style
+            "strike_price": _fmt(contract.strike),
+            "multiplier": _fmt(_OPTION_MULTIPLIER),
+            "size": _fmt(_OPTION_MULTIPLIER),
+            "close_price": _fmt(cfg.lastday_price),
+            "close_price_date": (
+                self._now().astimezone(_ET).date() - timedelta(days=1)
+            ).isoformat(),
+        }
 
     def _symbol_json(self, cfg: _Symbol) -> dict[str, Any]:
         return {
             "symbol": cfg.symbol,
             "asset_id": cfg.asset_id,
+            "asset_class": cfg.asset_class,
             "price": _fmt(cfg.price),
             "lastday_price": _fmt(cfg.lastday_price),
             "behavior": cfg.behavior,
@@ -1382,8 +1971,14 @@ class AlpacaSandbox:
             "tradable": cfg.tradable,
             "fractionable": cfg.fractionable,
             "shortable": cfg.shortable,
+            "marginable": cfg.marginable,
+            "status": cfg.status,
             "exchange": cfg.exchange,
             "name": cfg.name,
+            "min_order_size": _fmt_opt(cfg.min_order_size),
+            "min_trade_increment": _fmt_opt(cfg.min_trade_increment),
+            "price_increment": _fmt_opt(cfg.price_increment),
+            "latest_trade": cfg.latest_trade,
         }
 
     def _clock_json(self) -> dict[str, Any]:
@@ -1486,9 +2081,11 @@ class AlpacaSandbox:
     def _route(
         self, method: str, path: str, query: dict[str, str], raw: bytes, headers: Any
     ) -> _Reply:
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts[:2] == ["v2", "stocks"] or parts[:2] == ["v1beta3", "crypto"]:
+            return self._route_market_data(method, parts, query, headers)
         if not self._authorized(headers):
             return _Reply(401, {"code": 40110000, "message": "request is not authorized"})
-        parts = [unquote(p) for p in path.strip("/").split("/")]
         try:
             with self._lock:
                 return self._dispatch(method, parts, query, raw)
@@ -1503,8 +2100,9 @@ class AlpacaSandbox:
                 handler = lambda: self._account_json()  # noqa: E731
             case ["positions"]:
                 handler = lambda: [self._position_json(p) for p in self._positions.values()]  # noqa: E731
-            case ["positions", ref]:
-                handler = lambda: self._api_position(ref)  # noqa: E731
+            case ["positions", *ref] if ref:
+                # alpaca-py puts BTC/USD into the path as it is: /v2/positions/BTC/USD
+                handler = lambda: self._api_position("/".join(ref))  # noqa: E731
             case ["orders"]:
                 allowed = ("GET", "POST", "DELETE")
                 if method == "POST":
@@ -1526,9 +2124,13 @@ class AlpacaSandbox:
             case ["clock"]:
                 handler = lambda: self._clock_json()  # noqa: E731
             case ["assets"]:
-                handler = lambda: [self._asset_json(c) for c in self._symbols.values()]  # noqa: E731
-            case ["assets", ref]:
-                handler = lambda: self._api_asset(ref)  # noqa: E731
+                handler = lambda: self._api_assets(query)  # noqa: E731
+            case ["assets", *ref] if ref:
+                # BTC/USD arrives as BTC%2FUSD (the spec's advice) or, from alpaca-py's
+                # get_asset, as two path segments
+                handler = lambda: self._api_asset("/".join(ref))  # noqa: E731
+            case ["options", "contracts", ref]:
+                handler = lambda: self._api_option_contract(ref)  # noqa: E731
             case _:
                 # Unknown routes get the Go router's plain-text 404, not JSON.
                 return _Reply(404, raw=b"404 page not found", content_type="text/plain")
@@ -1545,9 +2147,139 @@ class AlpacaSandbox:
 
     def _api_asset(self, ref: str) -> dict[str, Any]:
         cfg = self._find_symbol(ref)
-        if cfg is None:
+        # Option contracts are looked up at /v2/options/contracts/{symbol_or_id}, the endpoint
+        # the options docs introduced "to obtain contract details"; the sandbox does not
+        # serve them as assets (what live /v2/assets says of an OCC symbol is undocumented).
+        if cfg is None or cfg.is_option:
             raise SandboxError(404, 40410000, "asset not found")
         return self._asset_json(cfg)
+
+    def _api_assets(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        # The spec's GET /v2/assets: asset_class "Defaults to us_equity"; status "By default,
+        # all statuses are included".
+        asset_class = query.get("asset_class") or "us_equity"
+        if asset_class not in ASSET_CLASSES:
+            raise SandboxError(422, 40010001, f"invalid asset_class: {asset_class}")
+        status = query.get("status")
+        return [
+            self._asset_json(c)
+            for c in self._symbols.values()
+            if c.asset_class == asset_class
+            and not c.is_option
+            and (not status or c.status == status)
+        ]
+
+    def _api_option_contract(self, ref: str) -> dict[str, Any]:
+        cfg = self._find_symbol(ref)
+        if cfg is None or not cfg.is_option:
+            # the spec's 404 example for this endpoint
+            raise SandboxError(404, 40410000, f"option contract {ref} not found")
+        return self._contract_json(cfg)
+
+    # ------------------------------------------------------------- market data API
+
+    def _route_market_data(
+        self, method: str, parts: list[str], query: dict[str, str], headers: Any
+    ) -> _Reply:
+        crypto = parts[0] == "v1beta3"
+        given = any(headers.get(h) is not None for h in ("APCA-API-KEY-ID", "APCA-API-SECRET-KEY"))
+        # Stock data needs the API keys; "The market data endpoints return HTTP 403 if ... the
+        # request was not authenticated [or] the provided credentials were incorrect" (Market
+        # Data FAQ), with the gateway's body {"message": "forbidden."} (quoted in
+        # alpacahq/Alpaca-API#228). The crypto endpoints need none (the spec gives them
+        # "security": []); keys that are sent must still be right, so a misconfigured
+        # client is caught here (what Alpaca does with wrong keys there is undocumented).
+        if (not crypto or given) and not self._authorized(headers):
+            return _Reply(403, {"message": "forbidden."})
+        match parts:
+            case ["v2", "stocks", "trades", "latest"]:
+                handler = lambda: self._md_stock_latest(query)  # noqa: E731
+            case ["v2", "stocks", symbol, "trades", "latest"]:
+                handler = lambda: self._md_stock_latest_single(symbol, query)  # noqa: E731
+            case ["v1beta3", "crypto", loc, "latest", "trades"]:
+                handler = lambda: self._md_crypto_latest(loc, query)  # noqa: E731
+            case _:
+                return _Reply(404, raw=b"404 page not found", content_type="text/plain")
+        if method != "GET":
+            return _Reply(405, {"code": 40510000, "message": "method not allowed"})
+        try:
+            with self._lock:
+                return _Reply(200, handler())
+        except SandboxError as error:
+            return _Reply(error.status, error.body())
+
+    @staticmethod
+    def _md_symbols(query: dict[str, str]) -> list[str]:
+        raw = query.get("symbols", "")
+        symbols = [s.strip().upper() for s in raw.split(",") if s.strip()]
+        if not symbols:
+            # "symbols" is required by the spec; the 400 body is the sandbox's own wording
+            raise SandboxError(400, 40010001, "missing symbols")
+        return symbols
+
+    def _md_stock_params(self, query: dict[str, str]) -> str:
+        feed = query.get("feed") or "iex"  # without a subscription Alpaca serves iex
+        if feed not in _STOCK_LATEST_FEEDS:
+            raise SandboxError(400, 40010001, f"invalid feed: {feed}")
+        currency = query.get("currency")
+        if currency not in (None, "", "USD"):
+            raise SandboxError(400, 40010001, "the sandbox has prices in USD only")
+        return feed
+
+    def _stock_trade(self, cfg: _Symbol, feed: str) -> dict[str, Any]:
+        # The spec's stock_trade: t, x, p, s (integer), c, i, z, all required.
+        return {
+            "t": _iso(cfg.price_time or self._now()),
+            "x": "V" if feed == "iex" else _EXCHANGE_CODES.get(cfg.exchange, "Q"),
+            "p": cfg.price,
+            "s": 100,
+            "c": ["@"],
+            "i": cfg.trade_id,
+            "z": _TAPES.get(cfg.exchange, "B"),
+        }
+
+    def _quoted(self, symbol: str, asset_class: str) -> _Symbol | None:
+        cfg = self._symbols.get(symbol)
+        if cfg is None or cfg.asset_class != asset_class or not cfg.latest_trade:
+            return None
+        return cfg
+
+    def _md_stock_latest(self, query: dict[str, str]) -> dict[str, Any]:
+        """``{"trades": {symbol: stock_trade}}``; a symbol without a trade is left out, as
+        Alpaca's Go SDK expects (GetLatestTrade returns nil when the map lacks the symbol)."""
+        feed = self._md_stock_params(query)
+        trades = {}
+        for symbol in self._md_symbols(query):
+            cfg = self._quoted(symbol, "us_equity")
+            if cfg is not None:
+                trades[symbol] = self._stock_trade(cfg, feed)
+        return {"trades": trades}
+
+    def _md_stock_latest_single(self, symbol: str, query: dict[str, str]) -> dict[str, Any]:
+        feed = self._md_stock_params(query)
+        cfg = self._quoted(symbol.upper(), "us_equity")
+        if cfg is None:
+            # the spec's stock_latest_trades_resp_single requires a trade; with none to give
+            # the sandbox answers 404 (its own wording)
+            raise SandboxError(404, 40410000, f"no trade found for {symbol.upper()}")
+        return {"symbol": cfg.symbol, "trade": self._stock_trade(cfg, feed)}
+
+    def _md_crypto_latest(self, loc: str, query: dict[str, str]) -> dict[str, Any]:
+        if loc not in _CRYPTO_LOCATIONS:
+            raise SandboxError(400, 40010001, f"invalid location: {loc}")
+        trades = {}
+        for symbol in self._md_symbols(query):
+            cfg = self._quoted(symbol, "crypto")
+            if cfg is not None:
+                # The spec's crypto_trade: t, p, s (a number), i, tks (taker side B/S).
+                trades[symbol] = {
+                    "t": _iso(cfg.price_time or self._now()),
+                    "p": cfg.price,
+                    "s": Decimal("0.01"),
+                    "i": cfg.trade_id,
+                    "tks": "B",
+                }
+        return {"trades": trades}
 
     def _api_order(self, order_id: str) -> _Order:
         try:
@@ -1599,7 +2331,9 @@ class AlpacaSandbox:
             if (status == "all" or o.is_open == (status == "open"))
             and (after is None or o.created_at > after)
             and (until is None or o.created_at < until)
-            and (not symbols or o.symbol in symbols)
+            # "A currency pair is required for crypto orders (ex. BTCUSD,BCHUSD...)" (the
+            # spec's GET /v2/orders symbols); BTC/USD is matched too
+            and (not symbols or o.symbol in symbols or o.symbol.replace("/", "") in symbols)
             and (not side or o.side == side)
         ]
         chosen.sort(key=lambda o: (o.created_at, o.id), reverse=direction == "desc")
@@ -1688,6 +2422,7 @@ class AlpacaSandbox:
         def bad(message: str, code: int = 40010001) -> SandboxError:
             return SandboxError(422, code, message)
 
+        self._check_account_may_trade()
         coid = body.get("client_order_id")
         if coid is not None and (not isinstance(coid, str) or len(coid) > 128):
             raise bad("client_order_id must be a string of at most 128 characters")
@@ -1711,6 +2446,16 @@ class AlpacaSandbox:
         symbol = body.get("symbol")
         if not isinstance(symbol, str) or not symbol:
             raise bad("symbol is required")
+        cfg = self._find_symbol(symbol)
+        crypto = cfg is not None and cfg.is_crypto
+        if crypto and tif not in _CRYPTO_TIME_IN_FORCE:
+            raise bad("invalid crypto time_in_force", 42210000)
+        if cfg is not None and cfg.is_option:
+            raise bad("option orders are not supported by the sandbox")
+        if crypto and self._flags["crypto_status"] != "ACTIVE":
+            # By analogy with Alpaca's 422 "us_equity orders not allowed for account" (code
+            # 40010001, quoted in Petersoj/alpaca-java#147); the crypto wording is inferred.
+            raise bad("crypto orders not allowed for account")
         qty = None if body.get("qty") is None else _dec(body["qty"], "qty")
         notional = None if body.get("notional") is None else _dec(body["notional"], "notional")
         if (qty is None) == (notional is None):
@@ -1729,7 +2474,8 @@ class AlpacaSandbox:
         if notional is not None and order_type != "market":
             raise bad("notional orders must be market orders", 42210000)
         fractional = notional is not None or (qty is not None and qty != qty.to_integral_value())
-        if fractional and tif != "day":
+        if fractional and tif != "day" and not crypto:
+            # crypto is fractional by nature and takes no day orders at all
             raise bad("fractional orders must be DAY orders", 42210000)
         extended = body.get("extended_hours", False)
         extended = False if extended is None else _as_bool(extended, "extended_hours")
@@ -1737,12 +2483,11 @@ class AlpacaSandbox:
             raise bad("extended hours order must be DAY or GTC limit orders", 42210000)
         if coid is not None and coid in self._by_client_id:
             raise bad("client_order_id must be unique")
-        cfg = self._find_symbol(symbol)
         if cfg is None:
             raise bad(f'asset "{symbol}" not found')
         if cfg.behavior == "reject_buying_power":
             raise SandboxError(403, 40310000, "insufficient buying power")
-        if cfg.behavior == "not_tradable" or not cfg.tradable:
+        if cfg.behavior == "not_tradable" or not cfg.tradable or cfg.status != "active":
             raise bad(f"asset {cfg.symbol} is not tradable", 42210000)
         if fractional and not cfg.fractionable:
             raise bad(f"asset {cfg.symbol} is not fractionable", 42210000)
@@ -1750,7 +2495,9 @@ class AlpacaSandbox:
         unit = limit_price or cfg.price
         # notional orders are sized at the current price for these checks
         wanted = qty if qty is not None else (notional or _ZERO) / cfg.price
-        if side == "sell":
+        if crypto:
+            self._check_crypto_balance(cfg, side, held, wanted, wanted * unit)
+        elif side == "sell":
             if held > 0:
                 available = self._position_json(self._positions[cfg.symbol])["qty_available"]
                 # Alpaca will not take a long position through zero in one order.
@@ -1786,6 +2533,7 @@ class AlpacaSandbox:
             updated_at=now,
             expires_at=self._expiry(tif, now),
             origin="api",
+            asset_class=cfg.asset_class,
         )
         if not self._can_trade_now(order):
             order.status = "accepted"  # queued for the next session
@@ -1795,6 +2543,60 @@ class AlpacaSandbox:
     def _check_buying_power(self, cost: Decimal) -> None:
         if cost > self._account_numbers()["buying_power"]:
             raise SandboxError(403, 40310000, "insufficient buying power")
+
+    def _check_account_may_trade(self) -> None:
+        """Refuse an order POST as Alpaca does for an account that may not trade.
+
+        "An order request may be rejected if the account is not authorized for trading" (the
+        spec's POST /v2/orders); the reply is 403 {"code": 40310000, "message": "account is not
+        authorized to trade"} (alpacahq/alpaca-trade-api-csharp#330), and for a user's own
+        suspension 403 {"code": 40310000, "message": "new orders are rejected by user
+        request"} (Lumiwealth/lumibot#373). ACCOUNT_UPDATED and the other statuses but ACTIVE
+        are not allowed to trade (the spec's AccountStatus).
+        """
+        flags = self._flags
+        if flags["account_blocked"] or flags["trading_blocked"] or flags["status"] != "ACTIVE":
+            raise SandboxError(403, 40310000, "account is not authorized to trade")
+        if flags["trade_suspended_by_user"]:
+            raise SandboxError(403, 40310000, "new orders are rejected by user request")
+
+    def _check_crypto_balance(
+        self, cfg: _Symbol, side: str, held: Decimal, wanted: Decimal, cost: Decimal
+    ) -> None:
+        """Crypto is bought with cash and sold only from what is held: no margin, no shorts.
+
+        Alpaca refuses a sale beyond the coins held with 403 {"available": "0", "balance":
+        "0", "code": 40310000, "message": "insufficient balance for BTC (requested: 0.016135,
+        available: 0)"}, as logs of real replies show (e.g. a sell without a holding). The
+        same wording for a purchase beyond the cash ("insufficient balance for USD") is
+        inferred from it.
+        """
+        base, _, quote = cfg.symbol.partition("/")
+        if side == "sell":
+            balance = max(held, _ZERO)
+            available = (
+                Decimal(self._position_json(self._positions[cfg.symbol])["qty_available"])
+                if held > 0
+                else _ZERO
+            )
+            if wanted > available:
+                raise SandboxError(
+                    403,
+                    40310000,
+                    f"insufficient balance for {base} (requested: {_fmt(wanted)}, "
+                    f"available: {_fmt(available)})",
+                    {"available": _fmt(available), "balance": _fmt(balance)},
+                )
+            return
+        cash = self._account_numbers()["non_marginable"]
+        if cost > cash:
+            raise SandboxError(
+                403,
+                40310000,
+                f"insufficient balance for {quote or 'USD'} (requested: {_money(cost)}, "
+                f"available: {_money(cash)})",
+                {"available": _money(cash), "balance": _money(max(self._cash, _ZERO))},
+            )
 
     # ------------------------------------------------------------ control over HTTP
 
@@ -1831,13 +2633,34 @@ class AlpacaSandbox:
             case "GET", ["symbols"]:
                 with self._lock:
                     return ok({s: self._symbol_json(c) for s, c in self._symbols.items()})
-            case "POST", ["symbols", symbol]:
-                return ok(self.set_symbol(symbol, **_pick(body, _SYMBOL_FIELDS)))
+            case "POST", ["symbols", *symbol] if symbol:
+                # a pair may come as BTC%2FUSD or as two segments, BTC/USD
+                return ok(self.set_symbol("/".join(symbol), **_pick(body, _SYMBOL_FIELDS)))
             case "POST", ["positions"]:
                 position = self.set_position(
                     body["symbol"], body["qty"], body.get("avg_entry_price")
                 )
                 return ok(position or {"ok": True, "removed": body["symbol"]})
+            case "POST", ["option_positions"]:
+                position = self.set_option_position(
+                    body["symbol"],
+                    body["qty"],
+                    body.get("avg_entry_price"),
+                    **_pick(body, ("price", "lastday_price")),
+                )
+                return ok(position or {"ok": True, "removed": body["symbol"]})
+            case "POST", ["account"]:
+                return ok(self.set_account_flags(**_pick(body, _ACCOUNT_FIELDS)))
+            case "POST", ["orphan_fills"]:
+                return ok(
+                    self.add_orphan_fill(
+                        body["symbol"],
+                        body["side"],
+                        body["qty"],
+                        body.get("price"),
+                        **_pick(body, ("order_id", "at", "apply")),
+                    )
+                )
             case "POST", ["orders", order_id, "fill"]:
                 return ok(self.fill_order(order_id, body.get("qty"), body.get("price")))
             case "POST", ["orders", order_id, "cancel"]:
@@ -1911,6 +2734,24 @@ _SYMBOL_FIELDS = (
     "shortable",
     "exchange",
     "name",
+    "asset_class",
+    "status",
+    "marginable",
+    "min_order_size",
+    "min_trade_increment",
+    "price_increment",
+    "latest_trade",
+)
+_ACCOUNT_FIELDS = (
+    "status",
+    "crypto_status",
+    "trading_blocked",
+    "account_blocked",
+    "trade_suspended_by_user",
+    "transfers_blocked",
+    "shorting_enabled",
+    "pattern_day_trader",
+    "daytrade_count",
 )
 
 

@@ -666,7 +666,8 @@ def measure_reconcile(store: Store, views: Views, symbols: int, rounds: int,
             settings = load_settings(
                 None, LEDGER_DATABASE_URL=store.url, BROKER_PROVIDER="alpaca",
                 ALPACA_API_KEY=api_key, ALPACA_SECRET_KEY=secret, ALPACA_BASE_URL=base_url,
-                ALPACA_RETRY_ATTEMPTS="0", BROKER_TIMEOUT_SECONDS="120", LEDGER_TIMEZONE=ZONE,
+                ALPACA_DATA_URL=base_url, ALPACA_RETRY_ATTEMPTS="0",
+                BROKER_TIMEOUT_SECONDS="120", LEDGER_TIMEZONE=ZONE,
             )
             ledger = open_ledger(settings)
             store.extra.append(ledger)

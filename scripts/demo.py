@@ -93,6 +93,7 @@ def main() -> int:
     print(f"Started the local Alpaca sandbox at {base_url} (stands in for Alpaca's paper API)")
     demo = Demo(workdir)
     demo.base_env["ALPACA_BASE_URL"] = base_url
+    demo.base_env["ALPACA_DATA_URL"] = base_url  # the sandbox serves market data too
     # Alpaca's positions can lag its fills; the demo's fills are seconds old.
     demo.base_env["RECONCILE_RECENT_FILL_SECONDS"] = "0"
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -22,6 +23,9 @@ from typing import Annotated, Any, TypeVar
 import requests
 from alpaca.common.enums import Sort
 from alpaca.common.exceptions import APIError
+from alpaca.data.historical.crypto import CryptoHistoricalDataClient
+from alpaca.data.historical.stock import StockHistoricalDataClient
+from alpaca.data.requests import CryptoLatestTradeRequest, StockLatestTradeRequest
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
@@ -32,11 +36,13 @@ from ledger.brokers.port import (
     BrokerAccount,
     BrokerActivity,
     BrokerAnswer,
+    BrokerAsset,
     BrokerError,
     BrokerFill,
     BrokerOrder,
     BrokerPosition,
     BrokerReadError,
+    FailureKind,
     MarketClock,
     OrderTicket,
 )
@@ -46,11 +52,38 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Alpaca's error codes the ledger acts on.
-INSUFFICIENT_BUYING_POWER = "40310000"
+# Alpaca's error codes, stored when a reply lacks one. They stay in this module: the rest
+# of the ledger acts on the `FailureKind` decided below.
 DUPLICATE_OR_INVALID = "40010001"
-NOT_TRADABLE = "42210000"
 RATE_LIMITED = "42910000"
+# Alpaca's codes are coarse (40010001: any invalid request; 42210000: any unprocessable
+# one; 40310000: any forbidden one), so the kind of a refusal is read from its message.
+_CLIENT_ORDER_ID_TAKEN = re.compile(
+    r"client_order_id.*\b(unique|duplicate|already (exists|used|in use|taken))\b"
+)
+_BY_MESSAGE = (
+    (FailureKind.NOT_FOUND, re.compile(
+        r"\b(asset|symbol)\b.*\bnot found\b|\bnot found\b.*\b(asset|symbol)\b"
+        r"|could not find (asset|symbol)|\b(unknown|invalid) (asset|symbol)\b"
+    )),
+    (FailureKind.NOT_FRACTIONABLE, re.compile(
+        r"not fractionable|fractional (trading|orders?|shares?) (is |are )?not "
+        r"(supported|allowed|enabled|available)"
+    )),
+    (FailureKind.NOT_TRADABLE, re.compile(
+        r"not trad(e)?able|\basset\b.*\bis not active\b|\binactive asset\b"
+    )),
+    (FailureKind.BLOCKED, re.compile(
+        r"blocked|not (authorized|allowed|permitted) to trade|account is not active"
+        r"|account (is )?(restricted|suspended|closed|disabled)"
+        r"|trading (is )?(suspended|restricted|disabled)|pattern day trad"
+    )),
+    (FailureKind.BUYING_POWER, re.compile(r"buying power|insufficient (funds|balance|cash)")),
+    (FailureKind.MARKET_CLOSED, re.compile(
+        r"\bmarket\b.*\bclosed\b|\bclosed\b.*\bmarket\b"
+        r"|outside (of )?(the )?(regular |market |trading )*hours"
+    )),
+)
 
 ACTIVITY_PAGE_SIZE = 100  # Alpaca's maximum
 ORDER_PAGE_SIZE = 500  # Alpaca's maximum
@@ -130,6 +163,11 @@ class AlpacaAccount(_Reply):
     cash: Exact
     equity: Exact
     buying_power: Exact
+    # The flags that stop an account from trading (Alpaca's Account object).
+    trading_blocked: bool | None = False
+    account_blocked: bool | None = False
+    trade_suspended_by_user: bool | None = False
+    pattern_day_trader: bool | None = False
 
     def to_port(self) -> BrokerAccount:
         return BrokerAccount(
@@ -139,7 +177,51 @@ class AlpacaAccount(_Reply):
             cash=self.cash,
             equity=self.equity,
             buying_power=self.buying_power,
+            trading_blocked=bool(self.trading_blocked),
+            account_blocked=bool(self.account_blocked),
+            trade_suspended_by_user=bool(self.trade_suspended_by_user),
+            pattern_day_trader=bool(self.pattern_day_trader),
         )
+
+
+class AlpacaAsset(_Reply):
+    symbol: str
+    asset_class: Lower = Field(alias="class")
+    tradable: bool = False
+    fractionable: bool = False
+    shortable: bool = False
+    min_order_size: MaybeExact = None
+
+    def to_port(self) -> BrokerAsset:
+        return BrokerAsset(
+            symbol=self.symbol,
+            asset_class=self.asset_class,
+            tradable=self.tradable,
+            fractionable=self.fractionable,
+            shortable=self.shortable,
+            min_order_size=self.min_order_size,
+        )
+
+
+class AlpacaTrade(_Reply):
+    """One latest trade of the market data API (`p`: its price)."""
+
+    p: Exact
+
+
+# Quote currencies of Alpaca's crypto pairs, longest first (USDT before USD).
+_CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
+
+
+def crypto_pair(symbol: str) -> str:
+    """Alpaca's positions name a crypto pair without its slash (BTCUSD) where orders, fills
+    and assets say BTC/USD: the ledger uses the one form, the pair's."""
+    if "/" in symbol:
+        return symbol
+    for quote in _CRYPTO_QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return f"{symbol[: -len(quote)]}/{quote}"
+    return symbol
 
 
 class AlpacaClock(_Reply):
@@ -160,7 +242,7 @@ class AlpacaPosition(_Reply):
 
     def to_port(self) -> BrokerPosition:
         return BrokerPosition(
-            symbol=self.symbol,
+            symbol=crypto_pair(self.symbol) if self.asset_class == "crypto" else self.symbol,
             qty=self.qty,
             avg_entry_price=self.avg_entry_price,
             side=self.side,
@@ -373,6 +455,7 @@ class AlpacaBroker:
         secret_key: str,
         paper: bool = True,
         base_url: str | None = None,
+        data_url: str | None = None,
         timeout_seconds: Decimal = Decimal(10),
         retry_attempts: int = 3,
         retry_wait_seconds: Decimal = Decimal(3),
@@ -394,6 +477,14 @@ class AlpacaBroker:
         self.client.retry_attempts = retry_attempts
         self.client._retry_wait = float(retry_wait_seconds)
         self.base_url = str(self.client._base_url)
+        # Market data (prices for the caps) lives on its own host; the sandbox serves both.
+        self._data = [
+            client(api_key, secret_key, url_override=data_url, raw_data=True)
+            for client in (StockHistoricalDataClient, CryptoHistoricalDataClient)
+        ]
+        for client in self._data:
+            client._session = BrokerSession(self.timeout)
+            client._retry = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlpacaBroker:
@@ -403,6 +494,7 @@ class AlpacaBroker:
             secret_key=secret_key,
             paper=settings.alpaca_paper_mode,
             base_url=settings.alpaca_base_url,
+            data_url=settings.alpaca_data_url,
             timeout_seconds=settings.broker_timeout_seconds,
             retry_attempts=settings.alpaca_retry_attempts,
             retry_wait_seconds=settings.alpaca_retry_wait_seconds,
@@ -410,6 +502,8 @@ class AlpacaBroker:
 
     def close(self) -> None:
         self.client._session.close()
+        for client in self._data:
+            client._session.close()
 
     # -- orders ----------------------------------------------------------------------
 
@@ -424,6 +518,7 @@ class AlpacaBroker:
                     code="invalid_order",
                     message=self._scrub(f"alpaca-py refused the order: {_first_line(error)}"),
                     retryable=False,
+                    kind=FailureKind.REJECTED,
                 ),
             )
         try:
@@ -525,6 +620,41 @@ class AlpacaBroker:
             lambda: self.client.get_order_by_client_id(client_order_id),
         )
 
+    def get_asset(self, symbol: str) -> BrokerAsset | None:
+        what = f"GET /v2/assets/{symbol}"
+        try:
+            raw = self.client.get_asset(symbol)
+        except APIError as error:
+            if _status(error) == 404:
+                return None
+            raise self._read_error(what, error) from None
+        except Exception as error:
+            raise self._read_error(what, error) from None
+        return self._parse(what, raw, AlpacaAsset).to_port()
+
+    def latest_prices(self, symbols: list[str]) -> dict[str, Decimal]:
+        """Latest trades from Alpaca's market data API: stocks and crypto pairs apart."""
+        stocks = [s for s in symbols if "/" not in s]
+        pairs = [s for s in symbols if "/" in s]
+        prices: dict[str, Decimal] = {}
+        stock_data, crypto_data = self._data
+        for wanted, what, call in (
+            (stocks, "GET /v2/stocks/trades/latest", lambda: stock_data.get_stock_latest_trade(
+                StockLatestTradeRequest(symbol_or_symbols=stocks))),
+            (pairs, "GET /v1beta3/crypto/us/latest/trades",
+             lambda: crypto_data.get_crypto_latest_trade(
+                 CryptoLatestTradeRequest(symbol_or_symbols=pairs))),
+        ):
+            if not wanted:
+                continue
+            raw = self._read(what, call)
+            if not isinstance(raw, dict):
+                raise BrokerReadError(f"Alpaca's reply to {what} is not a map of trades")
+            for symbol, trade in raw.items():
+                if symbol in wanted:
+                    prices[symbol] = self._parse(what, trade, AlpacaTrade).p
+        return prices
+
     def list_fills(self, after: datetime) -> list[BrokerFill]:
         raw = self._activities("/account/activities/FILL", {"after": after.isoformat()})
         return [f.to_port() for f in self._parse_list("account activities", raw, AlpacaFill)]
@@ -599,9 +729,13 @@ class AlpacaBroker:
 
     def _read_error(self, what: str, error: BaseException) -> BrokerReadError:
         mapped = self.classify(error, posted=False)
-        auth = mapped.code in ("unauthorized", "forbidden")
+        # Only refused keys are configuration; a blocked account or a busy broker is not.
+        auth = mapped.kind is FailureKind.UNAUTHORIZED
         return BrokerReadError(
-            self._scrub(f"{what}: {mapped.message}"), auth=auth, http_status=mapped.http_status
+            self._scrub(f"{what}: {mapped.message}"),
+            auth=auth,
+            http_status=mapped.http_status,
+            kind=mapped.kind,
         )
 
     def classify(self, error: BaseException, *, posted: bool) -> BrokerError:
@@ -614,6 +748,7 @@ class AlpacaBroker:
             retryable=mapped.retryable,
             http_status=mapped.http_status,
             outcome_unknown=mapped.outcome_unknown,
+            kind=mapped.kind,
         )
 
     def _scrub(self, text: str) -> str:
@@ -657,6 +792,7 @@ def _classify(error: BaseException, base_url: str, timeout: float, *, posted: bo
             message="Alpaca's reply is not valid JSON",
             retryable=True,
             outcome_unknown=posted,
+            kind=FailureKind.BROKER_FAILED,
         )
     if isinstance(error, ValidationError):
         return BrokerError(
@@ -664,6 +800,7 @@ def _classify(error: BaseException, base_url: str, timeout: float, *, posted: bo
             message=f"Alpaca's reply could not be read: {_validation_line(error)}",
             retryable=True,
             outcome_unknown=posted,
+            kind=FailureKind.BROKER_FAILED,
         )
     if isinstance(error, requests.exceptions.ConnectTimeout):
         # The connection was never made, so no order can exist.
@@ -671,6 +808,8 @@ def _classify(error: BaseException, base_url: str, timeout: float, *, posted: bo
             code="timeout",
             message=f"could not connect to Alpaca at {base_url} within {timeout:g} s",
             retryable=True,
+            # Nothing answered at all: a network or address problem, not a slow broker.
+            kind=FailureKind.UNREACHABLE,
         )
     if isinstance(error, requests.exceptions.Timeout):
         return BrokerError(
@@ -678,6 +817,7 @@ def _classify(error: BaseException, base_url: str, timeout: float, *, posted: bo
             message=f"no answer from Alpaca at {base_url} within {timeout:g} s",
             retryable=True,
             outcome_unknown=posted,
+            kind=FailureKind.TIMEOUT,
         )
     if isinstance(error, requests.exceptions.ConnectionError):
         if _never_connected(error):
@@ -685,12 +825,14 @@ def _classify(error: BaseException, base_url: str, timeout: float, *, posted: bo
                 code="unreachable",
                 message=f"cannot reach Alpaca at {base_url} (connection refused or no route)",
                 retryable=True,
+                kind=FailureKind.UNREACHABLE,
             )
         return BrokerError(
             code="connection_lost",
             message=f"the connection to Alpaca at {base_url} was lost before an answer came",
             retryable=True,
             outcome_unknown=posted,
+            kind=FailureKind.UNREACHABLE,
         )
     if isinstance(error, requests.exceptions.RequestException):
         return BrokerError(
@@ -698,6 +840,7 @@ def _classify(error: BaseException, base_url: str, timeout: float, *, posted: bo
             message=f"talking to Alpaca at {base_url} failed: {type(error).__name__}",
             retryable=True,
             outcome_unknown=posted,
+            kind=FailureKind.UNREACHABLE,
         )
     log.exception("unexpected error talking to Alpaca")
     return BrokerError(
@@ -705,6 +848,8 @@ def _classify(error: BaseException, base_url: str, timeout: float, *, posted: bo
         message=f"unexpected {type(error).__name__} while talking to Alpaca",
         retryable=True,
         outcome_unknown=posted,
+        # A bug of ours or alpaca-py's as much as the broker's: nothing says which.
+        kind=FailureKind.UNKNOWN,
     )
 
 
@@ -714,27 +859,68 @@ def _never_connected(error: requests.exceptions.ConnectionError) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
+def failure_kind(status: int | None, code: str | None, message: str | None) -> FailureKind:
+    """Alpaca's refusal as a kind: by HTTP status where that decides, else by its message.
+
+    `message` is Alpaca's own (the body's `message`), not the line built from it.
+    """
+    said = (message or "").lower()
+    if status == 429:
+        return FailureKind.RATE_LIMITED
+    if status is not None and status >= 500:
+        return FailureKind.BROKER_FAILED
+    if status == 403 and _by_message(said) is FailureKind.BLOCKED:
+        # A 403 that says the account may not trade is about the account, not the keys.
+        return FailureKind.BLOCKED
+    if status == 401 or (status == 403 and code is None):
+        return FailureKind.UNAUTHORIZED
+    if _CLIENT_ORDER_ID_TAKEN.search(said):
+        return FailureKind.DUPLICATE_ID
+    by_message = _by_message(said)
+    if by_message is not None:
+        return by_message
+    if status == 404:
+        return FailureKind.NOT_FOUND
+    if status is not None and 400 <= status < 500:
+        return FailureKind.REJECTED
+    return FailureKind.UNKNOWN
+
+
+def _by_message(said: str) -> FailureKind | None:
+    return next((kind for kind, pattern in _BY_MESSAGE if pattern.search(said)), None)
+
+
 def _classify_api_error(error: APIError, *, posted: bool) -> BrokerError:
     status = _status(error)
-    code, message = _error_body(error)
+    code, said = _error_body(error)
+    kind = failure_kind(status, code, said)
     response = getattr(error, "response", None)
     headers = getattr(response, "headers", None) or {}
-    if message is None:
+    if said is None:
         reason = getattr(response, "reason", "") or ""
         message = f"HTTP {status} {reason}".strip() + " with a body that is not Alpaca's JSON"
     elif code is not None:
-        message = f"{message} (HTTP {status}, code {code})"
+        message = f"{said} (HTTP {status}, code {code})"
     else:
-        message = f"{message} (HTTP {status})"
+        message = f"{said} (HTTP {status})"
 
-    if status == 401 or (status == 403 and code != INSUFFICIENT_BUYING_POWER and code is None):
+    if kind is FailureKind.BLOCKED and code is None:
+        return BrokerError(
+            code="forbidden",
+            message=f"Alpaca refuses to let this account trade: {message}",
+            retryable=False,
+            http_status=status,
+            kind=kind,
+        )
+    if kind is FailureKind.UNAUTHORIZED:
         return BrokerError(
             code="unauthorized" if status == 401 else "forbidden",
             message=f"Alpaca refused the API keys: {message}",
             retryable=False,
             http_status=status,
+            kind=kind,
         )
-    if status == 429:
+    if kind is FailureKind.RATE_LIMITED:
         retry_after = headers.get("Retry-After")
         hint = f"; retry after {retry_after} s" if retry_after else ""
         return BrokerError(
@@ -742,8 +928,9 @@ def _classify_api_error(error: APIError, *, posted: bool) -> BrokerError:
             message=f"Alpaca's rate limit was reached{hint}: {message}",
             retryable=True,
             http_status=status,
+            kind=kind,
         )
-    if status is not None and status >= 500:
+    if kind is FailureKind.BROKER_FAILED:
         retry_after = headers.get("Retry-After")
         hint = f"; retry after {retry_after} s" if retry_after else ""
         return BrokerError(
@@ -753,19 +940,22 @@ def _classify_api_error(error: APIError, *, posted: bool) -> BrokerError:
             http_status=status,
             # A gateway error after a POST does not say whether the order was created.
             outcome_unknown=posted,
+            kind=kind,
         )
-    if code == DUPLICATE_OR_INVALID and "client_order_id" in message:
+    if kind is FailureKind.DUPLICATE_ID:
         return BrokerError(
-            code=DUPLICATE_OR_INVALID,
+            code=code or DUPLICATE_OR_INVALID,
             message=f"Alpaca already has an order with this client order id: {message}",
             retryable=False,
             http_status=status,
+            kind=kind,
         )
     return BrokerError(
         code=code or f"http_{status}",
         message=message,
         retryable=False,
         http_status=status,
+        kind=kind,
     )
 
 

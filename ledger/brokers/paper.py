@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid5
 
-from ledger.brokers.port import BrokerAnswer, BrokerError, Execution, OrderTicket
+from ledger.brokers.port import BrokerAnswer, BrokerError, Execution, FailureKind, OrderTicket
 from ledger.domain.order import LEDGER_NAMESPACE
 
 
@@ -33,6 +33,8 @@ class PaperBroker:
                     code="price_required",
                     message="the paper broker fills at the given price: pass --price",
                     retryable=False,
+                    # The order as given cannot be filled: the caller must change it.
+                    kind=FailureKind.REJECTED,
                 ),
             )
         broker_order_id = str(uuid5(LEDGER_NAMESPACE, f"paper-order:{ticket.client_order_id}"))

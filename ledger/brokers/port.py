@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
+
+from ledger.domain.planning import account_refusal
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,29 @@ class Execution:
     cum_qty: Decimal | None = None
 
 
+class FailureKind(StrEnum):
+    """What kind of failure a broker answer is, decided by the broker's adapter.
+
+    The adapter alone reads its broker's status codes and messages; the router and
+    reconciliation act on the kind, so no broker's numbering leaks past its adapter.
+    """
+
+    NOT_FOUND = "not_found"  # the broker does not know the asset or symbol
+    NOT_TRADABLE = "not_tradable"  # known, but the broker does not trade it
+    NOT_FRACTIONABLE = "not_fractionable"  # a fractional order for a whole-share asset
+    BUYING_POWER = "buying_power"  # the account cannot pay for it
+    MARKET_CLOSED = "market_closed"  # refused because of the session, not the order
+    DUPLICATE_ID = "duplicate_id"  # the broker already holds an order under this client id
+    BLOCKED = "blocked"  # the account may not trade (blocked, restricted, not ACTIVE)
+    RATE_LIMITED = "rate_limited"  # refused unseen: asking later works
+    UNAUTHORIZED = "unauthorized"  # the keys were refused: configuration, not the order
+    REJECTED = "rejected"  # any other refusal of the order as given
+    BROKER_FAILED = "broker_failed"  # the broker failed on its side (5xx, a malformed reply)
+    UNREACHABLE = "unreachable"  # no connection, or it dropped before an answer came
+    TIMEOUT = "timeout"  # connected, but no answer in time
+    UNKNOWN = "unknown"  # nothing said which (also: failures recorded before kinds existed)
+
+
 @dataclass(frozen=True)
 class BrokerError:
     code: str
@@ -45,6 +71,9 @@ class BrokerError:
     # True when the order may exist at the broker although no answer came back
     # (a timeout, a dropped connection): it must be looked up, never resubmitted.
     outcome_unknown: bool = False
+    # Last and defaulted: callers that build errors positionally keep working. Not stored
+    # in events (code and message are), so nothing that reads stored failures needs it.
+    kind: FailureKind = FailureKind.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -91,10 +120,19 @@ class BrokerReadError(Exception):
     The message is one line a user can act on, and never holds a secret.
     """
 
-    def __init__(self, message: str, *, auth: bool = False, http_status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        auth: bool = False,
+        http_status: int | None = None,
+        kind: FailureKind = FailureKind.UNKNOWN,
+    ) -> None:
         super().__init__(message)
         self.auth = auth
         self.http_status = http_status
+        # Why the read failed, as the adapter judged it (a lookup that fails passes it on).
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -105,6 +143,32 @@ class BrokerAccount:
     cash: Decimal
     equity: Decimal
     buying_power: Decimal
+    # What stops the account from trading, as the broker flags it.
+    trading_blocked: bool = False
+    account_blocked: bool = False
+    trade_suspended_by_user: bool = False
+    pattern_day_trader: bool = False
+
+    def refusal(self) -> str | None:
+        """Why the account cannot take orders now, or None."""
+        return account_refusal(
+            status=self.status,
+            account_blocked=self.account_blocked,
+            trading_blocked=self.trading_blocked,
+            trade_suspended_by_user=self.trade_suspended_by_user,
+        )
+
+
+@dataclass(frozen=True)
+class BrokerAsset:
+    """An asset as the broker trades it: its class and the rules orders for it must keep."""
+
+    symbol: str
+    asset_class: str  # us_equity, crypto, us_option, ...
+    tradable: bool
+    fractionable: bool
+    shortable: bool
+    min_order_size: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -207,3 +271,16 @@ class BrokerReader(Protocol):
     def list_fills(self, after: datetime) -> list[BrokerFill]: ...
 
     def list_position_activities(self, after: datetime) -> list[BrokerActivity]: ...
+
+
+@runtime_checkable
+class MarketReader(Protocol):
+    """What a plan asks of a broker beyond the account: its assets and its prices."""
+
+    def get_asset(self, symbol: str) -> BrokerAsset | None:
+        """The broker's asset, or None when it does not know the symbol."""
+        ...
+
+    def latest_prices(self, symbols: list[str]) -> dict[str, Decimal]:
+        """The latest trade price per symbol; symbols without one are left out."""
+        ...

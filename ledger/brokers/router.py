@@ -23,13 +23,13 @@ from ledger.brokers.port import (
     BrokerError,
     BrokerReader,
     BrokerReadError,
+    FailureKind,
     OrderTicket,
 )
 from ledger.domain.order import ANSWERABLE_STATUSES, OUTCOME_UNKNOWN, Order
 
 log = logging.getLogger(__name__)
 
-DUPLICATE_CLIENT_ORDER_ID = "40010001"
 # How long after a send began its request may still be landing at the broker. An HTTP
 # request is acted on within seconds (BROKER_TIMEOUT_SECONDS, Alpaca's gateway timeouts)
 # or not at all; minutes later a lookup that finds nothing does prove it never landed.
@@ -109,9 +109,9 @@ class BrokerRouter:
             order.mark_send_started(broker=self.broker)
             store_send_start(order)
         answer = self.adapter.place_order(ticket_for(order, reference_price))
-        if answer.error is not None and (
-            answer.error.outcome_unknown or answer.error.code == DUPLICATE_CLIENT_ORDER_ID
-        ):
+        # The adapter decides what a refusal is: a "duplicate" is its kind, never a code.
+        duplicate = answer.error is not None and answer.error.kind is FailureKind.DUPLICATE_ID
+        if answer.error is not None and (answer.error.outcome_unknown or duplicate):
             try:
                 found = self.adapter.find_order(order.client_order_id)
             except BrokerReadError as error:
@@ -120,9 +120,7 @@ class BrokerRouter:
                 return replace(answer, error=replace(answer.error, outcome_unknown=True))
             if found is not None:
                 return found
-            if answer.error.code == DUPLICATE_CLIENT_ORDER_ID and "client order id" in (
-                answer.error.message
-            ):
+            if duplicate:
                 # The broker holds an order under this id but did not show it yet.
                 return replace(answer, error=replace(answer.error, outcome_unknown=True))
         if answer.error is not None and earlier_send and not answer.error.outcome_unknown:
@@ -164,5 +162,9 @@ class BrokerRouter:
                 http_status=error.http_status,
                 # Nothing was sent now: the order is as unknown as the earlier send left it.
                 outcome_unknown=order.status == OUTCOME_UNKNOWN,
+                # Why the lookup failed (keys, rate limit, network); a read that names no
+                # kind failed at the broker as far as anyone can tell.
+                kind=(error.kind if error.kind is not FailureKind.UNKNOWN
+                      else FailureKind.BROKER_FAILED),
             ),
         )

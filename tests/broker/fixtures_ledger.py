@@ -32,6 +32,7 @@ def alpaca_env(sandbox: AlpacaSandbox, **overrides: str) -> dict[str, str]:
         "ALPACA_API_KEY": sandbox.key,
         "ALPACA_SECRET_KEY": sandbox.secret,
         "ALPACA_BASE_URL": sandbox.base_url,
+        "ALPACA_DATA_URL": sandbox.base_url,  # the sandbox serves market data too
         **FAST,
         **overrides,
     }

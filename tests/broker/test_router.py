@@ -15,7 +15,13 @@ from eventsourcing.persistence import IntegrityError
 from ledger.application import Ledger, NotSent
 from ledger.brokers import router as router_module
 from ledger.brokers.paper import PaperBroker
-from ledger.brokers.port import BrokerAnswer, BrokerError, BrokerReadError, OrderTicket
+from ledger.brokers.port import (
+    BrokerAnswer,
+    BrokerError,
+    BrokerReadError,
+    FailureKind,
+    OrderTicket,
+)
 from ledger.brokers.router import LANDING_WINDOW, BrokerRouter
 from ledger.domain.values import InvalidInput, OrderIntent, validate
 from tests.broker.fixtures_ledger import event_names
@@ -162,7 +168,10 @@ def test_lost_reply_is_looked_up_not_resubmitted(open_store: Callable[..., Ledge
 
 def test_duplicate_id_is_looked_up(open_store: Callable[..., Ledger]) -> None:
     duplicate = BrokerAnswer(
-        broker="scripted", error=BrokerError("40010001", "client_order_id must be unique", False)
+        broker="scripted",
+        # The adapter says what a refusal is; the router acts on the kind, not the code.
+        error=BrokerError("40010001", "client_order_id must be unique", False,
+                          kind=FailureKind.DUPLICATE_ID),
     )
     broker = ScriptedBroker([duplicate], found=ACCEPTED)
     order = open_store(adapter=broker).trade(side="buy", symbol="AAPL", qty="3", price="10")
@@ -342,7 +351,8 @@ def test_a_duplicate_refusal_the_lookup_cannot_see_yet_stays_unknown(
     duplicate = BrokerAnswer(
         broker="scripted",
         error=BrokerError("40010001", "Alpaca already has an order with this client order "
-                          "id: client_order_id must be unique", False),
+                          "id: client_order_id must be unique", False,
+                          kind=FailureKind.DUPLICATE_ID),
     )
     broker = ScriptedBroker([duplicate], found=None)
     order = open_store(adapter=broker).trade(side="buy", symbol="AAPL", qty="3", price="10")

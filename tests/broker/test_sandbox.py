@@ -7,6 +7,7 @@ vendored part of Alpaca's published OpenAPI spec (trading API 2.0.1).
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import re
@@ -24,9 +25,17 @@ from typing import Any
 import pytest
 import requests
 from alpaca.common.exceptions import APIError
+from alpaca.data.enums import DataFeed
+from alpaca.data.historical import CryptoHistoricalDataClient, StockHistoricalDataClient
+from alpaca.data.models import Trade
+from alpaca.data.requests import CryptoLatestTradeRequest, StockLatestTradeRequest
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import (
+    AccountStatus,
+    AssetClass,
     AssetExchange,
+    AssetStatus,
+    ContractType,
     OrderClass,
     OrderSide,
     OrderStatus,
@@ -34,10 +43,11 @@ from alpaca.trading.enums import (
     QueryOrderStatus,
     TimeInForce,
 )
-from alpaca.trading.models import NonTradeActivity, Order, TradeActivity
+from alpaca.trading.models import Asset, NonTradeActivity, OptionContract, Order, TradeActivity
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
 from pydantic import ValidationError
 
+from scripts import alpaca_sandbox
 from scripts.alpaca_sandbox import AlpacaSandbox
 
 from .conftest import make_client
@@ -48,6 +58,14 @@ SCHEMAS: dict[str, Any] = SPEC["components"]["schemas"]
 POST_ORDER_SCHEMA = SPEC["paths"]["/v2/orders"]["post"]["requestBody"]["content"][
     "application/json"
 ]["schema"]
+# The market data API's own spec (latest-trades replies only).
+DATA_SCHEMAS: dict[str, Any] = json.loads(
+    Path(__file__).with_name("alpaca_market_data_api_subset.json").read_text()
+)["components"]["schemas"]
+# The spec's Exchange enums predate crypto: alpaca-py's AssetExchange has CRYPTO, which Alpaca
+# has sent for crypto assets since 2023-04-25 (alpacahq/alpaca-py#277) and for crypto
+# positions (alpacahq/alpaca-trade-api-python#704). That one value is allowed.
+CRYPTO_EXCHANGE = frozenset({("$.exchange", "enum: 'CRYPTO'")})
 
 
 # --------------------------------------------------------------------- helpers
@@ -105,19 +123,22 @@ _TYPES: dict[str, Any] = {
 }
 
 
-def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
+def _resolve(schema: dict[str, Any], schemas: dict[str, Any] = SCHEMAS) -> dict[str, Any]:
     while "$ref" in schema:
-        schema = SCHEMAS[schema["$ref"].rsplit("/", 1)[1]]
+        schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
     return schema
 
 
-def violations(value: Any, schema: dict[str, Any], where: str = "$") -> list[tuple[str, str]]:
+def violations(
+    value: Any, schema: dict[str, Any], where: str = "$", schemas: dict[str, Any] = SCHEMAS
+) -> list[tuple[str, str]]:
     """(path, problem) pairs for what the spec requires: presence, types, enums, nullability,
-    string lengths and the uuid/date-time/date formats."""
-    schema = _resolve(schema)
+    string lengths and the uuid/date-time/date formats. ``schemas`` resolves ``$ref``s (the
+    trading spec's by default)."""
+    schema = _resolve(schema, schemas)
     for combinator in ("anyOf", "oneOf"):
         if combinator in schema:
-            results = [violations(value, branch, where) for branch in schema[combinator]]
+            results = [violations(value, branch, where, schemas) for branch in schema[combinator]]
             return [] if any(not r for r in results) else min(results, key=len)
     if value is None:
         return [] if schema.get("nullable") else [(where, "null but not nullable")]
@@ -146,10 +167,10 @@ def violations(value: Any, schema: dict[str, Any], where: str = "$") -> list[tup
         ]
         for name, sub in schema.get("properties", {}).items():
             if name in value:
-                found += violations(value[name], sub, f"{where}.{name}")
+                found += violations(value[name], sub, f"{where}.{name}", schemas)
     if isinstance(value, list):
         for index, item in enumerate(value):
-            found += violations(item, schema.get("items", {}), f"{where}[{index}]")
+            found += violations(item, schema.get("items", {}), f"{where}[{index}]", schemas)
     return found
 
 
@@ -1013,6 +1034,500 @@ def test_order_requests_alpaca_py_sends_meet_the_spec(
         "client_order_id": "req-market",
     }
     assert bodies[3]["limit_price"] == Decimal("99.5") and bodies[3]["extended_hours"] is True
+
+
+# ------------------------------------------------------------ market data API
+
+
+def data_clients(
+    sandbox: AlpacaSandbox, key: str | None = None, secret: str | None = None
+) -> tuple[StockHistoricalDataClient, CryptoHistoricalDataClient]:
+    """alpaca-py's market data clients aimed at the sandbox, retries off (as make_client)."""
+    stocks = StockHistoricalDataClient(
+        key or sandbox.key, secret or sandbox.secret, url_override=sandbox.base_url
+    )
+    crypto = CryptoHistoricalDataClient(
+        key or sandbox.key, secret or sandbox.secret, url_override=sandbox.base_url
+    )
+    for client in (stocks, crypto):
+        client._retry = 0
+        client._retry_wait = 0
+    return stocks, crypto
+
+
+def data_conforms(value: Any, schema_name: str) -> None:
+    problems = violations(value, DATA_SCHEMAS[schema_name], schemas=DATA_SCHEMAS)
+    assert not problems, f"{schema_name}: {problems}"
+
+
+def test_latest_stock_trades_through_alpaca_py(sandbox: AlpacaSandbox) -> None:
+    stocks, _ = data_clients(sandbox)
+    wanted = ["AAPL", "SPY", "NOPE", "BTC/USD"]
+    latest = stocks.get_stock_latest_trade(StockLatestTradeRequest(symbol_or_symbols=wanted))
+    # unknown symbols (and a crypto pair, which is not a stock) are left out of the map
+    assert set(latest) == {"AAPL", "SPY"}
+    assert isinstance(latest["AAPL"], Trade)
+    assert (latest["AAPL"].price, latest["SPY"].price) == (190.0, 580.0)
+    (request,) = sandbox.requests(path="/v2/stocks/trades/latest")
+    assert request["query"] == {"symbols": "AAPL,SPY,NOPE,BTC/USD"}  # what alpaca-py sends
+
+    first_id = latest["AAPL"].id
+    sandbox.set_symbol("AAPL", price="201.25")
+    sandbox.set_symbol("MSFT", latest_trade=False)  # a symbol with no trade to report
+    again = stocks.get_stock_latest_trade(
+        StockLatestTradeRequest(symbol_or_symbols=["AAPL", "MSFT"], feed=DataFeed.SIP)
+    )
+    assert set(again) == {"AAPL"}
+    assert again["AAPL"].price == 201.25 and again["AAPL"].id == first_id + 1
+    assert again["AAPL"].exchange == "Q"  # NASDAQ's code on the SIP feed (IEX is "V")
+    assert stocks.get_stock_latest_trade(StockLatestTradeRequest(symbol_or_symbols="NOPE")) == {}
+
+    raw = stocks.get("/stocks/trades/latest", {"symbols": "AAPL,SPY"})
+    data_conforms(raw, "stock_latest_trades_resp")
+    for trade in raw["trades"].values():
+        data_conforms(trade, "stock_trade")
+    single = stocks.get("/stocks/SPY/trades/latest")
+    data_conforms(single, "stock_latest_trades_resp_single")
+    assert single["symbol"] == "SPY" and single["trade"]["p"] == 580
+    missing = api_error(lambda: stocks.get("/stocks/NOPE/trades/latest"))
+    assert missing.status_code == 404
+
+
+def test_latest_crypto_trades_through_alpaca_py(sandbox: AlpacaSandbox) -> None:
+    _, crypto = data_clients(sandbox)
+    sandbox.set_symbol("BTC/USD", price="64123.5")
+    request = CryptoLatestTradeRequest(symbol_or_symbols=["BTC/USD", "ETH/USD", "DOGE/USD", "AAPL"])
+    latest = crypto.get_crypto_latest_trade(request)
+    assert set(latest) == {"BTC/USD", "ETH/USD"}
+    assert (latest["BTC/USD"].price, latest["ETH/USD"].price) == (64123.5, 3500.0)
+    (logged,) = sandbox.requests(path="/v1beta3/crypto/us/latest/trades")
+    assert logged["query"] == {"symbols": "BTC/USD,ETH/USD,DOGE/USD,AAPL"}
+    raw = crypto.get("/crypto/us/latest/trades", {"symbols": "BTC/USD"})
+    data_conforms(raw, "crypto_latest_trades_resp")
+    data_conforms(raw["trades"]["BTC/USD"], "crypto_trade")
+    # the crypto endpoints need no keys (the spec's "security": []), and alpaca-py's crypto
+    # client may be built without any
+    keyless = CryptoHistoricalDataClient(url_override=sandbox.base_url)
+    assert set(keyless.get_crypto_latest_trade(request)) == {"BTC/USD", "ETH/USD"}
+
+
+def test_market_data_keys_and_parameters(sandbox: AlpacaSandbox) -> None:
+    stocks, crypto = data_clients(sandbox, key="wrong")
+    denied = api_error(
+        lambda: stocks.get_stock_latest_trade(StockLatestTradeRequest(symbol_or_symbols="AAPL"))
+    )
+    # the Market Data FAQ: a wrong or missing key is a 403 there (not the trading API's 401)
+    assert denied.status_code == 403 and denied.response.json() == {"message": "forbidden."}
+    plain = requests.get(f"{sandbox.base_url}/v2/stocks/trades/latest?symbols=AAPL", timeout=5)
+    assert plain.status_code == 403
+    wrong_crypto = api_error(
+        lambda: crypto.get_crypto_latest_trade(
+            CryptoLatestTradeRequest(symbol_or_symbols="BTC/USD")
+        )
+    )
+    assert wrong_crypto.status_code == 403
+    keyless = requests.get(
+        f"{sandbox.base_url}/v1beta3/crypto/us/latest/trades",
+        params={"symbols": "BTC/USD"},
+        timeout=5,
+    )
+    assert keyless.status_code == 200 and set(keyless.json()["trades"]) == {"BTC/USD"}
+
+    good, good_crypto = data_clients(sandbox)
+    for params in (
+        {"symbols": "AAPL", "feed": "bogus"},  # not in the spec's stock_latest_feed
+        {},  # symbols is required
+        {"symbols": "AAPL", "currency": "EUR"},  # the sandbox has no FX rates
+    ):
+        assert api_error(lambda p=params: good.get("/stocks/trades/latest", p)).status_code == 400
+    bad_loc = api_error(lambda: good_crypto.get("/crypto/mars/latest/trades", {"symbols": "X"}))
+    assert bad_loc.status_code == 400  # not in the spec's crypto_latest_loc
+    assert requests.get(f"{sandbox.base_url}/v2/stocks/AAPL/bars", timeout=5).status_code == 403
+    # faults and delays reach market data like any other path
+    sandbox.add_fault("503", path="/v2/stocks/*")
+    busy = api_error(
+        lambda: good.get_stock_latest_trade(StockLatestTradeRequest(symbol_or_symbols="AAPL"))
+    )
+    assert busy.status_code == 503
+
+
+# ---------------------------------------------------------------------- crypto
+
+
+def test_crypto_assets_in_both_symbologies(
+    client: TradingClient, raw_client: TradingClient, sandbox: AlpacaSandbox
+) -> None:
+    asset = client.get_asset("BTC/USD")  # alpaca-py sends /v2/assets/BTC/USD
+    assert isinstance(asset, Asset)
+    assert (asset.asset_class, asset.exchange, asset.symbol) == (
+        AssetClass.CRYPTO,
+        AssetExchange.CRYPTO,
+        "BTC/USD",
+    )
+    assert asset.fractionable and asset.tradable and not asset.shortable and not asset.marginable
+    assert (asset.min_order_size, asset.min_trade_increment, asset.price_increment) == (
+        0.0001,
+        0.0001,
+        1.0,
+    )
+    headers = {"APCA-API-KEY-ID": sandbox.key, "APCA-API-SECRET-KEY": sandbox.secret}
+    for ref in ("BTCUSD", "BTC%2FUSD", asset.id):
+        reply = requests.get(f"{sandbox.base_url}/v2/assets/{ref}", headers=headers, timeout=5)
+        assert reply.status_code == 200 and reply.json()["symbol"] == "BTC/USD", ref
+    raw = raw_client.get_asset("ETH/USD")
+    assert (raw["min_order_size"], raw["min_trade_increment"], raw["price_increment"]) == (
+        "0.001",
+        "0.001",
+        "0.1",
+    )
+    conforms(raw, "Assets", CRYPTO_EXCHANGE)
+    # GET /v2/assets lists us_equity unless asked ("Defaults to us_equity")
+    assert "BTC/USD" not in {a["symbol"] for a in raw_client.get("/assets")}
+    pairs = raw_client.get("/assets", {"asset_class": "crypto"})
+    assert {a["symbol"] for a in pairs} == {"BTC/USD", "ETH/USD"}
+    sandbox.set_symbol("SOL/USD", price="150")  # a slash makes a new symbol a crypto pair
+    assert client.get_asset("SOLUSD").asset_class == AssetClass.CRYPTO
+
+
+def test_crypto_orders_positions_and_fills(
+    client: TradingClient, raw_client: TradingClient, sandbox: AlpacaSandbox
+) -> None:
+    sandbox.set_clock(is_open=False)  # crypto trades 24/7; the market clock is ignored
+    bought = client.submit_order(market("BTC/USD", "0.5", time_in_force=TimeInForce.GTC))
+    assert (bought.symbol, bought.asset_class, bought.status) == (
+        "BTC/USD",
+        AssetClass.CRYPTO,
+        OrderStatus.FILLED,
+    )
+    assert (bought.qty, bought.filled_qty, bought.time_in_force) == ("0.5", "0.5", TimeInForce.GTC)
+    legacy = client.submit_order(market("ETHUSD", "1.25", time_in_force=TimeInForce.IOC))
+    assert (legacy.symbol, legacy.status) == ("ETH/USD", OrderStatus.FILLED)
+
+    positions = {p.symbol: p for p in client.get_all_positions()}
+    assert set(positions) == {"BTCUSD", "ETHUSD"}  # positions use the old symbology
+    btc = positions["BTCUSD"]
+    assert (btc.asset_class, btc.exchange, btc.qty, btc.market_value) == (
+        AssetClass.CRYPTO,
+        AssetExchange.CRYPTO,
+        "0.5",
+        "32500",
+    )
+    assert client.get_open_position("BTCUSD").qty == client.get_open_position("BTC/USD").qty
+    for position in raw_client.get_all_positions():
+        conforms(position, "Position", CRYPTO_EXCHANGE)
+    fills_ = {a["order_id"]: a for a in fills(client)}
+    assert fills_[str(bought.id)]["symbol"] == "BTC/USD"
+    conforms(fills_[str(bought.id)], "TradingActivities")
+    conforms(raw_client.get_order_by_id(bought.id), "Order")
+    assert client.get_account().cash == "63125"  # 100000 - 32500 - 4375
+
+    by_pair = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, symbols=["BTCUSD"]))
+    assert [o.id for o in by_pair] == [bought.id]  # the spec's crypto filter form
+    sold = client.submit_order(
+        market("BTC/USD", "0.2", side=OrderSide.SELL, time_in_force=TimeInForce.GTC)
+    )
+    assert sold.status == OrderStatus.FILLED
+    assert client.get_open_position("BTCUSD").qty == "0.3"
+    resting = client.submit_order(limit("BTC/USD", "0.1", 60000, time_in_force=TimeInForce.GTC))
+    assert resting.status == OrderStatus.NEW
+    sandbox.set_symbol("BTC/USD", price="59999")
+    assert client.get_order_by_id(resting.id).status == OrderStatus.FILLED
+
+
+@pytest.mark.parametrize("tif", [TimeInForce.DAY, TimeInForce.FOK, TimeInForce.OPG])
+def test_crypto_takes_only_gtc_and_ioc(client: TradingClient, tif: TimeInForce) -> None:
+    error = api_error(lambda: client.submit_order(market("BTC/USD", "0.01", time_in_force=tif)))
+    assert (error.status_code, error.code, error.message) == (
+        422,
+        42210000,
+        "invalid crypto time_in_force",
+    )
+
+
+def test_crypto_cannot_be_sold_short_or_bought_on_margin(
+    client: TradingClient, sandbox: AlpacaSandbox
+) -> None:
+    short = api_error(
+        lambda: client.submit_order(
+            market("BTC/USD", "0.1", side=OrderSide.SELL, time_in_force=TimeInForce.GTC)
+        )
+    )
+    assert (short.status_code, short.code) == (403, 40310000)
+    assert short.message == "insufficient balance for BTC (requested: 0.1, available: 0)"
+    assert short.response.json() == {
+        "available": "0",
+        "balance": "0",
+        "code": 40310000,
+        "message": "insufficient balance for BTC (requested: 0.1, available: 0)",
+    }
+    client.submit_order(market("ETH/USD", "2", time_in_force=TimeInForce.GTC))
+    too_much = api_error(
+        lambda: client.submit_order(
+            market("ETH/USD", "2.5", side=OrderSide.SELL, time_in_force=TimeInForce.GTC)
+        )
+    )
+    assert too_much.message == "insufficient balance for ETH (requested: 2.5, available: 2)"
+    # crypto settles against cash: a $200k margin account still has only $93k of cash
+    margin = api_error(
+        lambda: client.submit_order(market("BTC/USD", "2", time_in_force=TimeInForce.GTC))
+    )
+    assert (margin.status_code, margin.code) == (403, 40310000)
+    assert margin.message.startswith("insufficient balance for USD (requested: 130000")
+    assert sandbox.state()["positions"][0]["symbol"] == "ETHUSD"
+
+
+# ------------------------------------------------------------------- options
+
+
+OCC = "AAPL240119C00150000"
+
+
+def test_option_position_and_contract(
+    client: TradingClient, raw_client: TradingClient, sandbox: AlpacaSandbox
+) -> None:
+    placed = sandbox.set_option_position(OCC, 2, "3.5", price="4")
+    assert placed is not None and placed["symbol"] == OCC
+    (position,) = client.get_all_positions()
+    assert (position.symbol, position.asset_class, position.exchange) == (
+        OCC,
+        AssetClass.US_OPTION,
+        AssetExchange.EMPTY,  # "Can be empty ... for options contracts"
+    )
+    # per-share prices, values x100 (a contract delivers 100 shares)
+    assert (position.qty, position.avg_entry_price, position.current_price) == ("2", "3.5", "4")
+    assert (position.cost_basis, position.market_value, position.unrealized_pl) == (
+        "700",
+        "800",
+        "100",
+    )
+    conforms(raw_client.get_open_position(OCC), "Position")
+
+    contract = client.get_option_contract(OCC)
+    assert isinstance(contract, OptionContract)
+    assert (contract.underlying_symbol, contract.type, contract.strike_price) == (
+        "AAPL",
+        ContractType.CALL,
+        150.0,
+    )
+    assert contract.expiration_date.isoformat() == "2024-01-19"
+    assert contract.name == "AAPL Jan 19 2024 150 Call"
+    assert str(contract.underlying_asset_id) == str(client.get_asset("AAPL").id)
+    assert client.get_open_position(contract.id).symbol == OCC  # by contract id, too
+    conforms(raw_client.get_option_contract(contract.id), "OptionContract")
+    missing = api_error(lambda: client.get_option_contract("AAPL240119P00100000"))
+    assert (missing.status_code, missing.code, missing.message) == (
+        404,
+        40410000,
+        "option contract AAPL240119P00100000 not found",
+    )
+    assert api_error(lambda: client.get_asset(OCC)).status_code == 404  # not an asset
+    assert client.get_account().long_market_value == "800"
+    refused = api_error(lambda: client.submit_order(limit(OCC, 1, "4")))
+    assert refused.status_code == 422
+    for bad in (("AAPL", 1), ("AAPL241313C00150000", 1), (OCC, "1.5")):
+        with pytest.raises(alpaca_sandbox.SandboxError):
+            sandbox.set_option_position(*bad)
+    sandbox.set_option_position(OCC, 0)
+    assert client.get_all_positions() == []
+
+
+# -------------------------------------------------------------------- assets
+
+
+def test_asset_flags_and_unknown_assets(
+    client: TradingClient, raw_client: TradingClient, sandbox: AlpacaSandbox
+) -> None:
+    sandbox.set_symbol("AAPL", fractionable=False)
+    asset = client.get_asset("AAPL")
+    assert (asset.asset_class, asset.status) == (AssetClass.US_EQUITY, AssetStatus.ACTIVE)
+    assert asset.tradable and asset.shortable and not asset.fractionable
+    fraction = api_error(lambda: client.submit_order(market("AAPL", "0.5")))
+    assert (fraction.status_code, fraction.code, fraction.message) == (
+        422,
+        42210000,
+        "asset AAPL is not fractionable",
+    )
+    assert client.submit_order(market("AAPL", 1)).status == OrderStatus.FILLED
+    sandbox.set_symbol("NVDA", min_order_size="1", min_trade_increment="1")
+    nvda = client.get_asset("NVDA")
+    assert (nvda.min_order_size, nvda.min_trade_increment, nvda.price_increment) == (1, 1, None)
+
+    sandbox.set_symbol("TSLA", status="inactive")
+    inactive = raw_client.get_asset("TSLA")
+    assert (inactive["status"], inactive["tradable"]) == ("inactive", False)
+    conforms(inactive, "Assets")
+    assert api_error(lambda: client.submit_order(market("TSLA", 1))).code == 42210000
+    assert "TSLA" not in {a["symbol"] for a in raw_client.get("/assets", {"status": "active"})}
+
+    unknown = api_error(lambda: client.get_asset("XYZ"))
+    assert (unknown.status_code, unknown.response.json()) == (
+        404,
+        {"code": 40410000, "message": "asset not found"},
+    )
+    order = api_error(lambda: client.submit_order(market("XYZ", 1)))
+    assert (order.status_code, order.code, order.message) == (
+        422,
+        40010001,
+        'asset "XYZ" not found',
+    )
+
+
+# ------------------------------------------------------------- account flags
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"trading_blocked": True}, "account is not authorized to trade"),
+        ({"account_blocked": True}, "account is not authorized to trade"),
+        ({"status": "ACCOUNT_UPDATED"}, "account is not authorized to trade"),
+        ({"status": "ONBOARDING"}, "account is not authorized to trade"),
+        ({"trade_suspended_by_user": True}, "new orders are rejected by user request"),
+    ],
+)
+def test_account_flags_refuse_orders(
+    client: TradingClient, sandbox: AlpacaSandbox, flags: dict[str, Any], message: str
+) -> None:
+    sandbox.set_account_flags(**flags)
+    account = client.get_account()
+    for name, value in flags.items():
+        assert getattr(account, name) == value
+    error = api_error(lambda: client.submit_order(market("AAPL", 1)))
+    assert (error.status_code, error.code, error.message) == (403, 40310000, message)
+    conforms(error.response.json(), "Error")
+    assert sandbox.state()["orders"] == []
+    assert client.get_all_positions() == []  # reads still work
+    sandbox.set_account_flags(
+        status="ACTIVE", trading_blocked=False, account_blocked=False, trade_suspended_by_user=False
+    )
+    assert client.submit_order(market("AAPL", 1)).status == OrderStatus.FILLED
+
+
+def test_account_flags_reported_and_omitted(
+    client: TradingClient, raw_client: TradingClient, sandbox: AlpacaSandbox
+) -> None:
+    sandbox.set_account_flags(pattern_day_trader=True, daytrade_count=3, transfers_blocked=True)
+    account = client.get_account()
+    assert (account.pattern_day_trader, account.daytrade_count, account.transfers_blocked) == (
+        True,
+        3,
+        True,
+    )
+    assert account.status == AccountStatus.ACTIVE
+    conforms(raw_client.get_account(), "Account")
+    # Alpaca dropped both fields from its replies on 2026-07-06; None leaves them out
+    sandbox.set_account_flags(pattern_day_trader=None, daytrade_count=None)
+    raw = raw_client.get_account()
+    assert "pattern_day_trader" not in raw and "daytrade_count" not in raw
+    assert client.get_account().daytrade_count is None
+    sandbox.set_account_flags(crypto_status="INACTIVE")
+    assert client.get_account().crypto_status == AccountStatus.INACTIVE
+    crypto = api_error(
+        lambda: client.submit_order(market("BTC/USD", "0.01", time_in_force=TimeInForce.GTC))
+    )
+    assert (crypto.status_code, crypto.code) == (422, 40010001)
+    assert client.submit_order(market("AAPL", 1)).status == OrderStatus.FILLED  # stocks still
+    for bad in ({"status": "SLEEPING"}, {"daytrade_count": -1}, {"trading_blocked": "maybe"}):
+        with pytest.raises(alpaca_sandbox.SandboxError):
+            sandbox.set_account_flags(**bad)
+
+
+# ---------------------------------------------------------- dust and orphans
+
+
+def test_dust_position(
+    client: TradingClient, raw_client: TradingClient, sandbox: AlpacaSandbox
+) -> None:
+    sandbox.set_position("AAPL", "0.000000001")
+    sandbox.set_position("BTCUSD", "0.000000001", "60000")
+    dust = client.get_open_position("AAPL")
+    assert (dust.qty, dust.market_value, dust.side) == (
+        "0.000000001",
+        "0.00000019",
+        PositionSide.LONG,
+    )
+    assert client.get_open_position("BTC/USD").cost_basis == "0.00006"
+    for position in raw_client.get_all_positions():
+        conforms(position, "Position", CRYPTO_EXCHANGE)
+    with pytest.raises(alpaca_sandbox.SandboxError):
+        sandbox.set_position("AAPL", "0.0000000001")  # finer than Alpaca's 9 decimals
+    with pytest.raises(alpaca_sandbox.SandboxError):
+        sandbox.set_position("BTC/USD", "-1")  # crypto is never short
+
+
+def test_fill_whose_order_cannot_be_fetched(
+    client: TradingClient, sandbox: AlpacaSandbox
+) -> None:
+    fill = sandbox.add_orphan_fill("MSFT", "buy", "3", "400", at="2024-03-01T15:00:00Z")
+    assert fill["transaction_time"] == "2024-03-01T15:00:00.000000Z"
+    assert fill["id"].startswith("20240301100000000::")  # New York time, like Alpaca's ids
+    (listed,) = fills(client)
+    assert listed == fill
+    conforms(listed, "TradingActivities")
+    gone = api_error(lambda: client.get_order_by_id(fill["order_id"]))
+    assert (gone.status_code, gone.code, gone.message) == (404, 40410000, "order not found")
+    assert client.get_open_position("MSFT").qty == "3"
+    assert client.get_account().cash == "98800"
+    untouched = sandbox.add_orphan_fill("AAPL", "sell", "1", apply=False)
+    assert untouched["side"] == "sell_short" and untouched["price"] == "190"
+    assert [p.symbol for p in client.get_all_positions()] == ["MSFT"]
+    placed = client.submit_order(market("AAPL", 1))
+    with pytest.raises(alpaca_sandbox.SandboxError):
+        sandbox.add_orphan_fill("AAPL", "buy", "1", order_id=str(placed.id))
+
+
+# ------------------------------------------------------------- control docs
+
+
+def test_new_control_endpoints_over_http(
+    client: TradingClient, sandbox: AlpacaSandbox, control: Any
+) -> None:
+    control("POST", "/symbols/SOL/USD", {"price": "150", "min_order_size": "0.01"})
+    assert client.get_asset("SOL/USD").min_order_size == 0.01
+    control("POST", "/symbols/BTC%2FUSD", {"latest_trade": False})
+    assert control("GET", "/symbols")["BTC/USD"]["latest_trade"] is False
+    control("POST", "/positions", {"symbol": "NVDA", "qty": "0.000000001"})
+    control("POST", "/option_positions", {"symbol": OCC, "qty": "-1", "price": "2"})
+    control(
+        "POST",
+        "/account",
+        {"trading_blocked": True, "status": "ACCOUNT_UPDATED", "daytrade_count": None},
+    )
+    fill = control(
+        "POST", "/orphan_fills", {"symbol": "AAPL", "side": "buy", "qty": "1", "price": 180}
+    )
+    account = client.get_account()
+    assert (account.status, account.trading_blocked, account.daytrade_count) == (
+        AccountStatus.ACCOUNT_UPDATED,
+        True,
+        None,
+    )
+    assert {p.symbol: p.qty for p in client.get_all_positions()} == {
+        "NVDA": "0.000000001",
+        OCC: "-1",
+        "AAPL": "1",
+    }
+    assert api_error(lambda: client.get_order_by_id(fill["order_id"])).status_code == 404
+    bad = requests.post(
+        f"{sandbox.base_url}/_sandbox/account", json={"status": "NOPE"}, timeout=5
+    )
+    assert bad.status_code == 422 and "status" in bad.json()["message"]
+
+
+def test_module_docstring_lists_every_control_endpoint() -> None:
+    """The control API is documented in the module docstring; every route _control serves
+    must be in its table (method and path)."""
+    source = inspect.getsource(AlpacaSandbox._control)
+    routes = re.findall(r'case "(\w+)", \[([^\]]*)\]', source)
+    assert len(routes) >= 24
+    doc = alpaca_sandbox.__doc__ or ""
+    for method, pattern in routes:
+        segments = []
+        for part in (p.strip() for p in pattern.split(",")):
+            name = part.strip('"') if part.startswith('"') else f"{{{part.lstrip('*')}}}"
+            segments.append(name)
+        path = "/" + "/".join(segments)
+        assert re.search(rf"^{method}\s+{re.escape(path)}\s", doc, re.M), (method, path)
 
 
 # ------------------------------------------------------------------------- CLI

@@ -45,6 +45,7 @@ def alpaca_env(sandbox: AlpacaSandbox, database_url: str, **extra: str) -> dict[
         ALPACA_API_KEY=sandbox.key,
         ALPACA_SECRET_KEY=sandbox.secret,
         ALPACA_BASE_URL=sandbox.base_url,
+        ALPACA_DATA_URL=sandbox.base_url,
         LEDGER_DATABASE_URL=database_url,
         **{**FAST_BROKER, **extra},
     )

@@ -92,7 +92,8 @@ CASES = [
     # A well-formed symbol Alpaca does not list: the broker's refusal is recorded (exit 1).
     case("symbol-unknown-at-alpaca", "trade", "buy", "ZZZZ", "1", says='asset "ZZZZ" not found',
          code=1, alpaca=True,
-         writes=("DecisionRecorded", "OrderRequested", "OrderSubmissionFailed")),
+         writes=("DecisionRecorded", "OrderRequested", "OrderSendStarted",
+                 "OrderSubmissionFailed")),
     # -- dates ----------------------------------------------------------------------------------
     case("as-of-1969", "positions", "--as-of", "1969-12-31", says="is before 1970"),
     case("as-of-1900-time", "positions", "--as-of", "1900-01-01T09:30:00", says="before 1970"),
@@ -155,13 +156,15 @@ CASES = [
     case("store-url-in-dotenv", "events", env=NO_STORE_URL,
          dotenv=b"LEDGER_DATABASE_URL=sqlite:/ledger.db\n", says="is malformed"),
     # -- a broker answering with values the ledger has never seen ------------------------------
-    case("broker-unknown-order-status", "sync", alpaca=True, code=0, says="",
+    # An account status Alpaca may add one day is recorded, and is no leave to trade.
+    case("broker-unknown-order-status", "sync", alpaca=True, code=1,
+         says="not ACTIVE: it cannot trade",
          fault={"kind": "unknown_enum", "method": "GET", "path": "/v2/account"},
          writes=("BrokerSynced",)),
     case("broker-unknown-enum-on-order", *TRADE, "1", alpaca=True, code=0, says="",
          fault={"kind": "unknown_enum", "method": "POST", "path": "/v2/orders"},
-         writes=("DecisionRecorded", "OrderRequested", "OrderSubmitted", "OrderAccepted",
-                 "OrderFilled")),
+         writes=("DecisionRecorded", "OrderRequested", "OrderSendStarted", "OrderSubmitted",
+                 "OrderAccepted", "OrderFilled")),
     case("broker-extra-fields-only", "sync", alpaca=True, code=0, says="",
          fault={"kind": "unknown_enum", "path": "/v2/*", "count": 20, "field": None},
          writes=("BrokerSynced",)),

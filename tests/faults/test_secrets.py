@@ -85,6 +85,7 @@ def secret_env(sandbox: AlpacaSandbox, url: str) -> dict[str, str]:
     return base_env(
         BROKER_PROVIDER="alpaca",
         ALPACA_BASE_URL=sandbox.base_url,
+        ALPACA_DATA_URL=sandbox.base_url,
         LEDGER_DATABASE_URL=url,
         ALPACA_RETRY_ATTEMPTS="1",
         ALPACA_RETRY_WAIT_SECONDS="0.01",

@@ -137,7 +137,8 @@ def test_notional_caps_skip_with_reason(monkeypatch: pytest.MonkeyPatch,
     assert code == 0
     (order,) = plan["orders"]
     assert order["status"] == "skipped"
-    assert order["error"] == "order notional 1123.20 is above the per-order cap 1000"
+    assert order["error"] == (
+        "order notional 1123.20 at the broker's price 187.2 is above the per-order cap 1000")
     assert plan["summary"] == {"planned": 0, "submitted": 0, "failed": 0, "skipped": 1,
         "not_sent": 0, "unknown": 0}
     monkeypatch.delenv("RECONCILE_MAX_ORDER_NOTIONAL")

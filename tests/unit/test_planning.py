@@ -24,13 +24,25 @@ from ledger.domain.planning import (
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 
 
+_UNSET = object()
+
+
+def own(symbol: str, local_qty: D, broker_qty: D, *, last_price: object = _UNSET,
+        **facts: object) -> SymbolFacts:
+    """A difference the ledger's own paper decisions explain, priced at the broker."""
+    pending = facts.get("pending_qty", D(0))
+    facts.setdefault("paper_decision_qty", local_qty - broker_qty - pending)  # type: ignore[operator]
+    price = D(100) if last_price is _UNSET else last_price
+    return SymbolFacts(symbol, local_qty, broker_qty, last_price=price, **facts)  # type: ignore[arg-type]
+
+
 def one(facts: SymbolFacts, rules: PlanRules | None = None):
     (row,) = plan([facts], rules or PlanRules(), NOW)
     return row
 
 
 def test_the_story_buy_six_aapl() -> None:
-    row = one(SymbolFacts("AAPL", local_qty=D(10), broker_qty=D(4), paper_decision_qty=D(10)))
+    row = one(own("AAPL", D(10), D(4)))
     assert row.delta == D(6) and row.status == "planned"
     assert (row.order.side, row.order.qty, row.order.order_type, row.order.time_in_force) == (
         "buy", D(6), "market", "day")
@@ -46,7 +58,7 @@ def test_delta_nets_out_pending_orders() -> None:
 
 
 def test_fractional_delta_is_a_fractional_order() -> None:
-    row = one(SymbolFacts("VTI", local_qty=D("2.75"), broker_qty=D("3.000000001")))
+    row = one(own("VTI", D("2.75"), D("3.000000001")))
     assert (row.order.side, row.order.qty) == ("sell", D("0.250000001"))
 
 
@@ -77,21 +89,21 @@ def test_split_ratio_detection() -> None:
 @pytest.mark.parametrize(
     ("facts", "rules", "reason"),
     [
-        (SymbolFacts("A", D(10), D(4), in_flight=True), PlanRules(),
+        (own("A", D(10), D(4), in_flight=True), PlanRules(),
          "an order for this symbol is in flight at the broker"),
-        (SymbolFacts("A", D(10), D(4), last_broker_fill_at=NOW - timedelta(seconds=5)),
+        (own("A", D(10), D(4), last_broker_fill_at=NOW - timedelta(seconds=5)),
          PlanRules(), "broker fill 5s ago"),
-        (SymbolFacts("A", D(10), D(4), consecutive_compensations=3), PlanRules(),
+        (own("A", D(10), D(4), consecutive_compensations=3), PlanRules(),
          "oscillating: compensated in each of the last 3 runs"),
-        (SymbolFacts("A", D(0), D(4), pending_qty=D(1)), PlanRules(),
+        (own("A", D(0), D(4), pending_qty=D(1)), PlanRules(),
          "would sell short at the broker while the local book is not short"),
-        (SymbolFacts("A", D(10), D(4), last_local_trade_day=date(2026, 1, 2)),
+        (own("A", D(10), D(4), last_local_trade_day=date(2026, 1, 2)),
          PlanRules(since=date(2026, 1, 5)), "not traded by the local book since 2026-01-05"),
-        (SymbolFacts("A", D(10), D(4)), PlanRules(since=date(2026, 1, 5)),
+        (own("A", D(10), D(4)), PlanRules(since=date(2026, 1, 5)),
          "not traded by the local book since 2026-01-05"),
-        (SymbolFacts("A", D(10), D(4), last_price=D(200)), PlanRules(max_order_notional=D(1000)),
-         "order notional 1200.00 is above the per-order cap 1000"),
-        (SymbolFacts("A", D(10), D(4)), PlanRules(max_order_notional=D(1000)),
+        (own("A", D(10), D(4), last_price=D(200)), PlanRules(max_order_notional=D(1000)),
+         "is above the per-order cap 1000"),
+        (own("A", D(10), D(4), last_price=None), PlanRules(max_order_notional=D(1000)),
          "no broker price for this symbol"),
     ],
 )
@@ -104,20 +116,20 @@ def test_safety_envelope_skips_with_reason(facts: SymbolFacts, rules: PlanRules,
 
 
 def test_old_broker_fill_and_two_compensations_do_not_block() -> None:
-    facts = SymbolFacts("A", D(10), D(4), last_broker_fill_at=NOW - timedelta(seconds=31),
+    facts = own("A", D(10), D(4), last_broker_fill_at=NOW - timedelta(seconds=31),
                         consecutive_compensations=2, last_local_trade_day=date(2026, 1, 5))
     assert one(facts, PlanRules(since=date(2026, 1, 5))).status == "planned"
 
 
 def test_short_sale_planned_when_local_book_is_short() -> None:
-    row = one(SymbolFacts("A", local_qty=D(-5), broker_qty=D(0)))
+    row = one(own("A", D(-5), D(0)))
     assert (row.order.side, row.order.qty) == ("sell", D(5))
 
 
 def test_run_notional_cap_skips_what_does_not_fit() -> None:
-    facts = [SymbolFacts("A", D(10), D(0), last_price=D(50)),   # 500
-             SymbolFacts("B", D(10), D(0), last_price=D(40)),   # 400
-             SymbolFacts("C", D(1), D(0), last_price=D(50))]    # 50
+    facts = [own("A", D(10), D(0), last_price=D(50)),   # 500
+             own("B", D(10), D(0), last_price=D(40)),   # 400
+             own("C", D(1), D(0), last_price=D(50))]    # 50
     rows = plan(facts, PlanRules(max_run_notional=D(600)), NOW)
     assert [r.status for r in rows] == ["planned", "skipped", "planned"]
     assert "per-run cap 600" in rows[1].skip_reason
@@ -125,9 +137,9 @@ def test_run_notional_cap_skips_what_does_not_fit() -> None:
 
 def test_extended_hours_uses_limit_orders_across_the_last_price() -> None:
     rules = PlanRules(extended_hours=True, extended_hours_slippage=D("0.01"))
-    buy = one(SymbolFacts("A", D(10), D(4), last_price=D("187.20")), rules).order
+    buy = one(own("A", D(10), D(4), last_price=D("187.20")), rules).order
     assert (buy.order_type, buy.limit_price, buy.extended_hours) == ("limit", D("189.07"), True)
-    sell = one(SymbolFacts("A", D(4), D(10), last_price=D("0.5")), rules).order
+    sell = one(own("A", D(4), D(10), last_price=D("0.5")), rules).order
     assert (sell.side, sell.limit_price) == ("sell", D("0.4950"))
     assert limit_price_for("buy", D(100), D("0.005")) == D("100.50")
 

@@ -105,3 +105,125 @@ def test_sqlite_url_maps_to_eventsourcing_persistence(tmp_path: Path) -> None:
     config = parse_database_url(f"sqlite:///{tmp_path}/x.db")
     assert config.env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
     assert config.env["SQLITE_DBNAME"] == f"{tmp_path}/x.db"
+
+
+# -- every numeric setting has a range ---------------------------------------------------------
+
+# The range each numeric setting's refusal names, as it is worded there.
+RANGES = {
+    "BROKER_TIMEOUT_SECONDS": "seconds above zero and at most 600, to the millisecond",
+    "LEDGER_POLL_INTERVAL_SECONDS": "seconds above zero and at most 86400, to the millisecond",
+    "LEDGER_RESYNC_INTERVAL_SECONDS": "seconds above zero and at most 86400, to the millisecond",
+    "ALPACA_RETRY_ATTEMPTS": "a whole number from 0 to 10",
+    "ALPACA_RETRY_WAIT_SECONDS": "from 0 to 30 seconds",
+    "LEDGER_SYNC_LOOKBACK_DAYS": "a whole number from 1 to 36500",
+    "LEDGER_SQLITE_LOCK_TIMEOUT_SECONDS": "a whole number from 1 to 3600",
+    "RECONCILE_RECENT_FILL_SECONDS": "from 0 to 86400 seconds",
+    "RECONCILE_LOCK_LEASE_SECONDS": "a whole number from 5 to 86400",
+    "RECONCILE_MAX_ORDER_NOTIONAL": "above zero and at most 1000000000, or empty",
+    "RECONCILE_MAX_RUN_NOTIONAL": "above zero and at most 1000000000, or empty",
+    "RECONCILE_EXTENDED_HOURS_SLIPPAGE": "from 0 to 0.1",
+}
+NOT_NUMBERS = ["soon", "nan", "NaN", "inf", "-Infinity", "1e400x", ""]
+REFUSED = [
+    # Values the settings took, or crashed on, before each got a range.
+    ("BROKER_TIMEOUT_SECONDS",
+     ["0", "-1", "601", "86400", "1e12", "1e400", "1e-9", "0.0001", "1e-999999999"]),
+    ("LEDGER_POLL_INTERVAL_SECONDS", ["0", "-0.5", "86401", "604800", "1e12", "1e-30"]),
+    ("LEDGER_RESYNC_INTERVAL_SECONDS", ["0", "-900", "86401", "604800", "1e12"]),
+    ("ALPACA_RETRY_ATTEMPTS", ["-1", "11", "1000", "1.5", "1e3", "²", "٣", "9" * 5000]),
+    ("ALPACA_RETRY_WAIT_SECONDS", ["-1", "30.001", "1e12"]),
+    ("LEDGER_SYNC_LOOKBACK_DAYS", ["0", "-1", "36501", "1.5", "1e3", "²", "9" * 5000]),
+    ("LEDGER_SQLITE_LOCK_TIMEOUT_SECONDS", ["0", "3601", "30.5", "²"]),
+    ("RECONCILE_RECENT_FILL_SECONDS", ["-1", "-0.001", "86401", "1e12", "1e400"]),
+    ("RECONCILE_LOCK_LEASE_SECONDS", ["4", "86401", "600.0", "²"]),
+    ("RECONCILE_MAX_ORDER_NOTIONAL", ["0", "-5", "1000000000.01", "1e12", "1e400"]),
+    ("RECONCILE_MAX_RUN_NOTIONAL", ["0", "-5", "1000000000.01", "1e12", "1e400"]),
+    ("RECONCILE_EXTENDED_HOURS_SLIPPAGE", ["-0.001", "0.999", "0.1000001", "1", "5", "1e12"]),
+]
+REFUSALS = [
+    (name, value)
+    for name, values in REFUSED
+    # An empty cap means "no cap": every other setting refuses an empty value.
+    for value in values + [v for v in NOT_NUMBERS if v or "NOTIONAL" not in name]
+]
+
+
+def test_every_numeric_setting_has_a_range() -> None:
+    from ledger.settings import Settings
+
+    numeric = {
+        field.alias
+        for field in Settings.model_fields.values()
+        if {int, Decimal} & set(getattr(field.annotation, "__args__", (field.annotation,)))
+    }
+    assert numeric == set(RANGES) == {name for name, _ in REFUSED}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), REFUSALS, ids=[f"{n}={v[:12]!r}" for n, v in REFUSALS]
+)
+def test_a_value_outside_the_range_is_one_line_naming_the_variable_and_its_range(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(None)
+    message = str(refused.value)
+    assert message.startswith(f"{name} must be ") and RANGES[name] in message, message
+    assert "\n" not in message and len(message) < 300
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("BROKER_TIMEOUT_SECONDS", "600", Decimal(600)),
+        ("BROKER_TIMEOUT_SECONDS", "0.001", Decimal("0.001")),
+        ("LEDGER_POLL_INTERVAL_SECONDS", "0.2", Decimal("0.2")),
+        ("LEDGER_POLL_INTERVAL_SECONDS", "86400", Decimal(86400)),
+        ("LEDGER_RESYNC_INTERVAL_SECONDS", "86400", Decimal(86400)),
+        ("ALPACA_RETRY_ATTEMPTS", "10", 10),
+        ("ALPACA_RETRY_WAIT_SECONDS", "0.01", Decimal("0.01")),
+        ("ALPACA_RETRY_WAIT_SECONDS", "30", Decimal(30)),
+        ("LEDGER_SYNC_LOOKBACK_DAYS", "36500", 36500),
+        ("LEDGER_SQLITE_LOCK_TIMEOUT_SECONDS", "3600", 3600),
+        ("RECONCILE_RECENT_FILL_SECONDS", "0", Decimal(0)),
+        ("RECONCILE_RECENT_FILL_SECONDS", "86400", Decimal(86400)),
+        ("RECONCILE_LOCK_LEASE_SECONDS", "5", 5),
+        ("RECONCILE_MAX_ORDER_NOTIONAL", "1000000000", Decimal(1_000_000_000)),
+        ("RECONCILE_MAX_ORDER_NOTIONAL", " ", None),
+        ("RECONCILE_MAX_RUN_NOTIONAL", "0.01", Decimal("0.01")),
+        ("RECONCILE_EXTENDED_HOURS_SLIPPAGE", "0", Decimal(0)),
+        ("RECONCILE_EXTENDED_HOURS_SLIPPAGE", "0.1", Decimal("0.1")),
+    ],
+)
+def test_the_ends_of_each_range_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: object
+) -> None:
+    from ledger.settings import Settings
+
+    monkeypatch.setenv(name, value)
+    settings = load_settings(None)
+    field = next(f for f, info in Settings.model_fields.items() if info.alias == name)
+    assert getattr(settings, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("RECONCILE_RECENT_FILL_SECONDS", "1e12"), ("RECONCILE_EXTENDED_HOURS_SLIPPAGE", "0.999"),
+     ("LEDGER_RESYNC_INTERVAL_SECONDS", "1e12")],
+)
+def test_the_command_line_says_one_line_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str
+) -> None:
+    from click.testing import CliRunner
+
+    from commands.cli import cli
+
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    monkeypatch.setenv("LEDGER_DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["events"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: {name} must be ") and RANGES[name] in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
