@@ -23,8 +23,8 @@ from ledger.stopping import Interrupted
 @click.option("--limit", "limit_price", help="Place a limit order at this price instead of market.")
 @click.option(
     "--time-in-force",
-    default="day",
-    show_default=True,
+    default=None,
+    help="Default: day; gtc for a crypto pair (BTC/USD), which Alpaca takes only as gtc or ioc.",
     type=click.Choice(["day", "gtc", "opg", "cls", "ioc", "fok"], case_sensitive=False),
 )
 @click.option(
@@ -45,7 +45,7 @@ def trade(
     price: str | None,
     reason: str,
     limit_price: str | None,
-    time_in_force: str,
+    time_in_force: str | None,
     extended_hours: bool,
     confirm_live: bool,
     as_json: bool,
@@ -66,7 +66,7 @@ def trade(
                 reason=reason,
                 order_type="limit" if limit_price is not None else "market",
                 limit_price=limit_price,
-                time_in_force=time_in_force,
+                time_in_force=time_in_force or ("gtc" if "/" in symbol else "day"),
                 extended_hours=extended_hours,
                 confirm_live=confirm_live,
                 may_send=stop.check,

@@ -183,6 +183,12 @@ def test_crypto_is_one_symbol_with_gtc_orders_and_no_stock_clock(
     assert broker_qty(sandbox, "BTC/USD") == 1 or broker_qty(sandbox, "BTCUSD") == 1
     code, out, _ = invoke("reconcile", "--dry-run")
     assert "The market is closed" not in out
+    # The compensation's fill (activities say BTC/USD) and the next snapshot (positions say
+    # BTCUSD) land on the one symbol: the books agree.
+    code, after, _ = reconcile("--dry-run")
+    crypto = [p for p in after["positions"] if "BTC" in p["symbol"]]
+    assert [(p["symbol"], p["broker_qty"], p["delta"]) for p in crypto] == [
+        ("BTC/USD", "1", "0")]
 
 
 def test_an_option_position_is_shown_and_skipped_never_an_error(
@@ -261,3 +267,36 @@ def test_a_fill_whose_order_cannot_be_fetched_is_recorded_and_sync_goes_on(
     code, out, _ = invoke("positions", "--book", "broker", "--json")
     held = {p["symbol"]: p["qty"] for p in json.loads(out)["positions"]}
     assert held.get("MSFT") == "3", (fill, held)
+
+
+def test_the_old_script_has_the_same_default(monkeypatch: pytest.MonkeyPatch,
+                                            sandbox: AlpacaSandbox) -> None:
+    """`python scripts/sync_alpaca_trades.py` (no prompt on paper) sold what it did not buy."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hold(sandbox, {"AAPL": "11", "MSFT": "5", "TSLA": "0.5"})
+    use_alpaca(monkeypatch, sandbox)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "sync_alpaca_trades.py"), "--json"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["planned"] == 0
+    assert order_posts(sandbox) == []
+
+
+def test_a_crypto_trade_goes_out_gtc_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, sandbox: AlpacaSandbox
+) -> None:
+    use_alpaca(monkeypatch, sandbox)
+    code, out, err = invoke("trade", "buy", "ETH/USD", "0.5", "--json")
+    assert code == 0, err
+    (post,) = order_posts(sandbox)
+    assert (post["body"]["symbol"], post["body"]["time_in_force"]) == ("ETH/USD", "gtc")
+    code, _, err = invoke("trade", "buy", "ETH/USD", "0.5", "--time-in-force", "day")
+    assert code == 1 and "invalid crypto time_in_force" in _ + err
