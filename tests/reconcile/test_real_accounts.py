@@ -294,9 +294,9 @@ def test_a_crypto_trade_goes_out_gtc_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch, sandbox: AlpacaSandbox
 ) -> None:
     use_alpaca(monkeypatch, sandbox)
-    code, out, err = invoke("trade", "buy", "ETH/USD", "0.5", "--json")
+    code, _, err = invoke("trade", "buy", "ETH/USD", "0.5", "--json")
     assert code == 0, err
     (post,) = order_posts(sandbox)
     assert (post["body"]["symbol"], post["body"]["time_in_force"]) == ("ETH/USD", "gtc")
-    code, _, err = invoke("trade", "buy", "ETH/USD", "0.5", "--time-in-force", "day")
-    assert code == 1 and "invalid crypto time_in_force" in _ + err
+    code, out, err = invoke("trade", "buy", "ETH/USD", "0.5", "--time-in-force", "day")
+    assert code == 1 and "invalid crypto time_in_force" in out + err
