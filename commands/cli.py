@@ -77,7 +77,7 @@ def broker_read_exit(error: BrokerReadError) -> int:
     return EXIT_USAGE if error.auth else EXIT_ATTENTION
 
 
-class LedgerGroup(click.Group):
+class LedgerErrors(click.Command):
     """Turns the errors a user can fix into one line on stderr and a documented exit code."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -121,6 +121,35 @@ class LedgerGroup(click.Group):
             message, code = store_failure(error, ctx.obj)
             click.echo(f"Error: {message}", err=True)
             ctx.exit(code)
+
+
+class LedgerGroup(LedgerErrors, click.Group):
+    """The `commands` program: every subcommand's errors as one line and an exit code."""
+
+
+class LedgerCommand(LedgerErrors):
+    """One command run as a program of its own (the old script names)."""
+
+
+def ledger_command(command: click.Command, *, name: str) -> click.Command:
+    """`command` as a program called `name`: its own usage line and error messages, the
+    session `commands` would give it, the same error handling."""
+
+    @click.pass_context
+    def run(ctx: click.Context, **params: Any) -> Any:
+        logging.basicConfig(level=logging.WARNING,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        ctx.obj = ctx.with_resource(Session())
+        assert command.callback is not None
+        return ctx.invoke(command.callback, **params)
+
+    return LedgerCommand(
+        name=name,
+        params=list(command.params),
+        callback=run,
+        help=command.help,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
 @click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
-from commands.errors import EXIT_ATTENTION, EXIT_USAGE, CommandError
+from commands.errors import EXIT_ATTENTION, CommandError
 from commands.interrupts import stop_on_signals
 from commands.output import console, decimal_text, print_json
 from commands.session import Session
+from commands.sync import sync_failure
 from ledger.brokers.port import BrokerReadError
 from ledger.reconciling import Reconciler, ReconcileRequest, ReconcileResult, parse_symbols
 from projections.reconcile_books import ReconcileBooks
@@ -54,10 +55,13 @@ def parse_day(text: str | None, option: str, zone: ZoneInfo) -> date | None:
 def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str | None,
               extended_hours: bool, include_external: bool, yes: bool, as_json: bool) -> None:
     """Compare the local book with the broker book and send one compensating order per
-    symbol that differs, through the broker router.
+    symbol whose difference the ledger's own decisions explain, through the broker router.
 
     Syncs with the broker first. Safe to run at any time, any number of times: orders
-    still open at the broker, and compensating orders already requested, are netted out.
+    still open at the broker, and compensating orders already requested, are netted out;
+    an order whose answer was lost is settled by its client order id, never sent under a
+    new one. Positions the ledger never made are shown and left alone unless
+    --include-external (or `commands adopt` takes them into the local book).
     """
     request = ReconcileRequest(
         dry_run=dry_run,
@@ -83,13 +87,13 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
         with stop_on_signals() as stop:
             result = reconciler.run(request, stop)
     except BrokerReadError as error:
-        # Invariant 9: a failed read is never "flat". One line, no plan, nothing sent.
-        advice = "check your API keys" if error.auth else "run reconcile again later"
+        # Invariant 9: a failed read is never "flat". One line, no plan, nothing sent. The
+        # first words are the old sync script's, which its users search for.
+        failed = sync_failure(error)
         raise CommandError(
-            f"Reconciliation stopped: the broker could not be read, so nothing was planned "
-            f"or sent ({error}); {advice}",
-            # Refused keys are configuration; a broker that is down or failing is transient.
-            EXIT_USAGE if error.auth else EXIT_ATTENTION,
+            f"{failed}. Reconciliation stopped: nothing was planned or sent"
+            + ("" if error.auth else "; run reconcile again later"),
+            failed.exit_code,
         ) from None
     document = result_document(result)
     if as_json:

@@ -300,3 +300,32 @@ def test_a_crypto_trade_goes_out_gtc_unless_told_otherwise(
     assert (post["body"]["symbol"], post["body"]["time_in_force"]) == ("ETH/USD", "gtc")
     code, out, err = invoke("trade", "buy", "ETH/USD", "0.5", "--time-in-force", "day")
     assert code == 1 and "invalid crypto time_in_force" in out + err
+
+
+def test_the_old_script_speaks_as_itself(monkeypatch: pytest.MonkeyPatch,
+                                         sandbox: AlpacaSandbox) -> None:
+    """Its users search for the old troubleshooting line; its help and errors name it; run
+    without the project's packages it says how to run it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[2] / "scripts" / "sync_alpaca_trades.py")
+    use_alpaca(monkeypatch, sandbox)
+
+    def run(*args: str, python: tuple[str, ...] = (sys.executable,),
+            **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*python, script, *args], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, **env})
+
+    helped = run("--help")
+    assert helped.stdout.startswith("Usage: sync_alpaca_trades.py [OPTIONS]"), helped.stdout
+    bad = run("--bogus")
+    assert bad.returncode == 2 and "(see 'sync_alpaca_trades.py --help')" in bad.stderr
+    keys = run("--dry-run", ALPACA_SECRET_KEY="wrong-secret-key-0000")
+    assert keys.returncode == 2, keys.stderr
+    assert keys.stderr.startswith("Error: Failed to sync Alpaca account. Check your API keys")
+    bare = run("--dry-run", python=(sys.executable, "-I", "-S"))
+    assert bare.returncode == 2 and "Traceback" not in bare.stderr
+    assert "run it with the project's virtual environment" in bare.stderr
