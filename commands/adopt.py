@@ -33,11 +33,11 @@ def adopt(session: Session, symbols: tuple[str, ...], reason: str, as_json: bool
     reconcile leaves such differences alone until you adopt them here, or trade them away
     with `commands reconcile --include-external`.
     """
-    if session.settings.broker_provider != "alpaca":
-        raise CommandError(
-            f"BROKER_PROVIDER is '{session.settings.broker_provider}', not 'alpaca': adopt "
-            "takes an Alpaca account's positions into the local book", EXIT_USAGE
-        )
+    refusal = session.settings.not_alpaca(
+        "adopt takes an Alpaca account's positions into the local book"
+    )
+    if refusal is not None:
+        raise CommandError(refusal, EXIT_USAGE)
     try:
         wanted = parse_symbols(",".join(symbols))
     except InvalidInput as error:

@@ -58,6 +58,9 @@ def sqlite_hint(name: str) -> str:
         stats = os.statvfs(folder)
     except OSError:
         return ""
+    if stats.f_blocks == 0:
+        # /proc, /sys and the like report no blocks at all: no disk to fill, no file to make.
+        return f" ({folder} is on a virtual file system, not a disk: choose a folder on a disk)"
     if stats.f_flag & os.ST_RDONLY:
         return f" ({folder} is on a read-only file system)"
     if stats.f_bavail * stats.f_frsize < 64 * 1024:

@@ -174,11 +174,11 @@ class Reconciler:
 
     def check(self, request: ReconcileRequest) -> None:
         """Refusals that need no broker call: exit 2, nothing written."""
-        if self.settings.broker_provider != "alpaca":
-            raise ConfigurationError(
-                f"BROKER_PROVIDER is set to '{self.settings.broker_provider}', not 'alpaca': "
-                "reconcile compares the ledger with an Alpaca account"
-            )
+        refusal = self.settings.not_alpaca(
+            "reconcile compares the ledger with an Alpaca account"
+        )
+        if refusal is not None:
+            raise ConfigurationError(refusal)
         if not request.dry_run and not self.settings.alpaca_paper_mode and not request.confirmed:
             raise ConfigurationError(
                 "ALPACA_PAPER_MODE=false sends orders to the live account: pass --yes to "

@@ -255,6 +255,18 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def not_alpaca(self, purpose: str) -> str | None:
+        """Why a command that needs Alpaca cannot run with these settings, or None."""
+        if self.broker_provider == "alpaca":
+            return None
+        if "broker_provider" not in self.model_fields_set:
+            return (
+                f"BROKER_PROVIDER is not set, so the paper broker (the default) is in use, "
+                f"not 'alpaca': {purpose}; set BROKER_PROVIDER=alpaca with ALPACA_API_KEY "
+                "and ALPACA_SECRET_KEY (in the environment or .env)"
+            )
+        return f"BROKER_PROVIDER is set to '{self.broker_provider}', not 'alpaca': {purpose}"
+
     def require_alpaca_keys(self) -> tuple[str, str]:
         if self.alpaca_api_key is None or not self.alpaca_api_key.get_secret_value():
             raise ConfigurationError(

@@ -142,6 +142,9 @@ CASES = [
          alpaca=True, says="ALPACA_BASE_URL must be a URL"),
     case("base-url-ipv6", "sync", env={"ALPACA_BASE_URL": "http://[::1"}, alpaca=True,
          says="ALPACA_BASE_URL must be a URL"),
+    # Seen: "the disk holding /proc is full".
+    case("store-in-proc", "events", env={"LEDGER_DATABASE_URL": "sqlite:////proc/x.db"},
+         says="/proc is on a virtual file system, not a disk"),
     case("store-url-mysql", "events", env={"LEDGER_DATABASE_URL": "mysql://u@h/db"},
          says="unsupported scheme 'mysql'"),
     case("store-url-http", "events", env={"LEDGER_DATABASE_URL": "https://example.com/ledger"},

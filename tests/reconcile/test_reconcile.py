@@ -78,6 +78,15 @@ def test_paper_provider_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "BROKER_PROVIDER is set to 'paper', not 'alpaca'" in err
 
 
+def test_unset_provider_says_paper_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BROKER_PROVIDER", raising=False)
+    code, out, err = invoke("reconcile", "--dry-run")
+    assert code == 2 and out == ""
+    assert ("BROKER_PROVIDER is not set, so the paper broker (the default) is in use, "
+            "not 'alpaca'") in err
+    assert "set BROKER_PROVIDER=alpaca" in err
+
+
 def test_open_orders_are_never_doubled(monkeypatch: pytest.MonkeyPatch,
                                        sandbox: AlpacaSandbox) -> None:
     tell_story(monkeypatch, sandbox)
