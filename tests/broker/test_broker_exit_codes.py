@@ -57,7 +57,7 @@ def test_a_failing_broker_is_exit_1(
 
 @pytest.mark.parametrize(
     ("command", "advice"),
-    [(["sync"], "Check your API keys"), (["reconcile", "--dry-run"], "check your API keys")],
+    [(["sync"], "Check your API keys"), (["reconcile", "--dry-run"], "Check your API keys")],
 )
 def test_refused_keys_stay_exit_2(
     alpaca_cli: None, monkeypatch: pytest.MonkeyPatch, command: list[str], advice: str
