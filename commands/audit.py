@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import click
 from rich.table import Table
 
 from commands.errors import CommandError
-from commands.output import console, decimal_text, jsonable, print_json
+from commands.output import decimal_text, jsonable, literal_console, price_text, print_json
 from commands.session import Session
 from ledger.domain.values import InvalidInput, normalise_symbol
 from projections.audit import TIMELINE_FIELDS, audit_document, parse_day
@@ -23,7 +24,10 @@ from projections.audit import TIMELINE_FIELDS, audit_document, parse_day
 @click.argument("day", metavar="YYYY-MM-DD")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-              help="Also write the timeline to FILE as CSV, one row per event.")
+              help="Also write the timeline to FILE as CSV, one row per event. A text cell "
+              "that starts with =, +, -, @, a tab or a carriage return is written with a "
+              "leading ' so a spreadsheet shows it instead of running it as a formula; "
+              "numbers, negative ones too, are written as they are.")
 @click.option("--symbol", help="Only what concerns this symbol (account-wide events stay).")
 @click.pass_obj
 def audit(session: Session, day: str, as_json: bool, csv_file: Path | None,
@@ -50,20 +54,40 @@ def audit(session: Session, day: str, as_json: bool, csv_file: Path | None,
         return
     show(document)
     if csv_file is not None:
-        console.print(f"Timeline written to {csv_file} ({len(document['timeline'])} rows).")
+        literal_console.print(
+            f"Timeline written to {csv_file} ({len(document['timeline'])} rows)."
+        )
 
 
 # -- CSV -----------------------------------------------------------------------------------------
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV
+# Injection"): a reason "=HYPERLINK(...)" would become a link, "@SUM(...)" a call.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# What `decimal_text` writes: a cell like this is a number, and a negative one (a sell's
+# qty, a loss) must stay one.
+PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def csv_cell(value: Any) -> str:
-    """Exact text a spreadsheet will not mangle: decimals in full, times in ISO 8601."""
+    """Exact text a spreadsheet will not mangle or run: decimals in full, times in ISO
+    8601, and text that would start a formula behind a single quote."""
     if value is None:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(jsonable(value), sort_keys=True)
     plain = jsonable(value)
-    return plain if isinstance(plain, str) else str(plain)
+    return defused(plain if isinstance(plain, str) else str(plain))
+
+
+def defused(cell: str) -> str:
+    """OWASP's advice: a leading ' makes a spreadsheet show the cell as text. A plain
+    decimal number is left alone, whether it came from a Decimal or from text: as a number
+    it runs nothing."""
+    if cell.startswith(FORMULA_PREFIXES) and not PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def write_csv(path: Path, timeline: Sequence[dict[str, Any]]) -> None:
@@ -96,19 +120,18 @@ def _broker_clock(moment: datetime | None, zone_of: datetime) -> str:
 def show(document: dict[str, Any]) -> None:
     day = document["day"].isoformat()
     scope = f", {document['symbol']} only" if document["symbol"] else ""
-    console.print(
+    literal_console.print(
         f"Audit of {day} in {document['timezone']} "
         f"({document['starts_at']:%Y-%m-%d %H:%M %Z} to {document['ends_at']:%Y-%m-%d %H:%M %Z})"
-        f": {document['events']} event(s){scope}",
-        markup=False,
+        f": {document['events']} event(s){scope}"
     )
     if not document["events"]:
-        console.print(f"No events on {day}: the books carried through it unchanged.")
+        literal_console.print(f"No events on {day}: the books carried through it unchanged.")
     elif not document["timeline"]:
-        console.print(f"No events about {document['symbol']} on {day}.")
+        literal_console.print(f"No events about {document['symbol']} on {day}.")
     else:
-        console.print(_timeline_table(document["timeline"], document["starts_at"]))
-    console.print(_positions_table(document))
+        literal_console.print(_timeline_table(document["timeline"], document["starts_at"]))
+    literal_console.print(_positions_table(document))
     _show_pnl(document)
     _show_unresolved(document["unresolved"])
 
@@ -124,7 +147,7 @@ def _what(entry: dict[str, Any], starts_at: datetime) -> str:
     """One cell that says what the event did; a fill names its execution and broker time."""
     if entry["execution_id"] is None:
         return entry["text"] or ""
-    trade = f"{entry['side']} {decimal_text(entry['qty'])} @ {decimal_text(entry['price'])}"
+    trade = f"{entry['side']} {decimal_text(entry['qty'])} @ {price_text(entry['price'])}"
     broker_time = _broker_clock(entry["broker_time"], starts_at)
     stamped = f", broker time {broker_time}" if broker_time else ""
     return f"{trade}, execution {entry['execution_id']}{stamped}; {entry['text']}"
@@ -150,7 +173,7 @@ def _timeline_table(timeline: Sequence[dict[str, Any]], starts_at: datetime) -> 
 def _holding(rows: Sequence[dict[str, Any]], symbol: str) -> str:
     for row in rows:
         if row["symbol"] == symbol:
-            return f"{decimal_text(row['qty'])} @ {decimal_text(row['avg_price'])}"
+            return f"{decimal_text(row['qty'])} @ {price_text(row['avg_price'])}"
     return "-"
 
 
@@ -174,7 +197,7 @@ def _positions_table(document: dict[str, Any]) -> Table:
 
 def _show_pnl(document: dict[str, Any]) -> None:
     if not document["pnl"]:
-        console.print("Realised P&L: none (no trades on this day).")
+        literal_console.print("Realised P&L: none (no trades on this day).")
         return
     table = Table(title="Realised P&L of the day")
     for column in ("symbol", "local book", "broker book"):
@@ -183,13 +206,15 @@ def _show_pnl(document: dict[str, Any]) -> None:
         table.add_row(row["symbol"], decimal_text(row["local"]), decimal_text(row["broker"]))
     total = document["pnl_total"]
     table.add_row("total", decimal_text(total["local"]), decimal_text(total["broker"]))
-    console.print(table)
+    literal_console.print(table)
 
 
 def _show_unresolved(unresolved: dict[str, list[dict[str, Any]]]) -> None:
     orders, differences = unresolved["open_orders"], unresolved["differences"]
     if not orders and not differences:
-        console.print("Nothing unresolved at the end of the day: no open orders, books agree.")
+        literal_console.print(
+            "Nothing unresolved at the end of the day: no open orders, books agree."
+        )
         return
     if orders:
         table = Table(title="Orders still open at the end of the day")
@@ -201,7 +226,7 @@ def _show_unresolved(unresolved: dict[str, list[dict[str, Any]]]) -> None:
                 decimal_text(order["qty"]), decimal_text(order["filled_qty"]), order["status"],
                 order["broker"] or "",
             )
-        console.print(table)
+        literal_console.print(table)
     if differences:
         table = Table(title="Local book vs broker book at the end of the day")
         for column in ("symbol", "local", "broker", "open", "delta"):
@@ -212,4 +237,4 @@ def _show_unresolved(unresolved: dict[str, list[dict[str, Any]]]) -> None:
                 *(decimal_text(row[key])
                   for key in ("local_qty", "broker_qty", "open_qty", "delta")),
             )
-        console.print(table)
+        literal_console.print(table)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from commands.output import console, jsonable, print_json
+from commands.output import jsonable, literal_console, print_json
 from commands.session import Session
 from ledger.application import StoredEvent
 from ledger.domain import event_name
@@ -67,4 +67,4 @@ def events(session: Session, limit: int, as_json: bool) -> None:
             str(doc["version"]),
             _summary(doc["data"]),
         )
-    console.print(table)
+    literal_console.print(table)

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from commands.errors import EXIT_USAGE, CommandError
-from commands.output import console, decimal_text, print_json
+from commands.output import decimal_text, literal, literal_console, price_text, print_json
 from commands.session import Session
 from projections import books_at, catch_up
 from projections.folds import DiffRow
@@ -80,7 +80,8 @@ def positions(session: Session, book: str, as_of: str | None, closed: bool, as_j
     # Check the input before opening anything: bad usage writes nothing.
     instant = None if as_of is None else parse_as_of(as_of, session.settings.zone)
     if book == "diff":
-        _show_diff(_diff(session, instant), instant or datetime.now(UTC), as_json)
+        rows, synced = _diff(session, instant)
+        _show_diff(rows, instant or datetime.now(UTC), as_json, synced, instant is not None)
         return
     rows, account = _book(session, book, instant, closed)
     _show_book(book, rows, instant or datetime.now(UTC), as_json, account)
@@ -101,10 +102,17 @@ def _book(
     return views.local_book(include_flat=closed), None
 
 
-def _diff(session: Session, instant: datetime | None) -> list[DiffRow]:
+def _diff(session: Session, instant: datetime | None) -> tuple[list[DiffRow], bool]:
+    """The rows, and whether the broker was ever read (by then): without a sync its column
+    is not a broker that holds nothing but one nobody asked."""
     if instant is not None:
-        return books_at(session.ledger, instant, session.settings.zone).diff()
-    return catch_up(session.ledger, timezone=session.settings.timezone).diff()
+        past = books_at(session.ledger, instant, session.settings.zone)
+        return past.diff(), past.broker_account is not None
+    views = catch_up(session.ledger, timezone=session.settings.timezone)
+    # Read after the rows: a sync landing in between can only make the note go missing
+    # for a book it already fills, never claim "no sync" over a filled broker column.
+    rows = views.diff()
+    return rows, views.broker_account() is not None
 
 
 def _position_document(row: PositionRow) -> dict[str, Any]:
@@ -135,16 +143,18 @@ def _show_book(
         return
     if book == "broker":
         if account is None:
-            console.print("No broker sync yet: run `commands sync` to read the broker's account.")
+            literal_console.print(
+                "No broker sync yet: run `commands sync` to read the broker's account."
+            )
         else:
-            console.print(
+            literal_console.print(
                 f"{account.broker} account {account.account_id}"
                 f"{' (paper)' if account.paper else ''} as of {account.broker_time.isoformat()}: "
                 f"cash {decimal_text(account.cash)}, equity {decimal_text(account.equity)}, "
                 f"buying power {decimal_text(account.buying_power)}"
             )
     if not rows:
-        console.print(f"No open positions in the {book} book.")
+        literal_console.print(f"No open positions in the {book} book.")
         return
     table = Table(title=f"{book.capitalize()} book as of {moment.isoformat(timespec='seconds')}")
     for column in ("symbol", "qty", "avg price", "realised P&L"):
@@ -153,13 +163,15 @@ def _show_book(
         table.add_row(
             row.symbol,
             decimal_text(row.qty),
-            decimal_text(row.avg_price),
+            price_text(row.avg_price),
             decimal_text(row.realised_pnl),
         )
-    console.print(table)
+    literal_console.print(table)
 
 
-def _show_diff(rows: list[DiffRow], moment: datetime, as_json: bool) -> None:
+def _show_diff(
+    rows: list[DiffRow], moment: datetime, as_json: bool, synced: bool, as_of: bool
+) -> None:
     if as_json:
         print_json(
             {
@@ -178,8 +190,13 @@ def _show_diff(rows: list[DiffRow], moment: datetime, as_json: bool) -> None:
             }
         )
         return
+    if not synced:
+        when = f" as of {moment.isoformat(timespec='seconds')}" if as_of else ""
+        literal_console.print(
+            f"No broker sync yet{when}: the broker column is empty until `commands sync`."
+        )
     if not rows:
-        console.print("Neither book holds anything, and nothing is on order.")
+        literal_console.print("Neither book holds anything, and nothing is on order.")
         return
     table = Table(title=f"Local vs broker as of {moment.isoformat(timespec='seconds')}")
     for column in ("symbol", "local", "broker", "open orders", "delta"):
@@ -191,7 +208,9 @@ def _show_diff(rows: list[DiffRow], moment: datetime, as_json: bool) -> None:
             decimal_text(row.local_qty),
             decimal_text(row.broker_qty),
             decimal_text(row.open_qty),
-            f"[bold]{delta}[/bold]" if row.delta else delta,
+            literal(delta, "bold") if row.delta else delta,
         )
-    console.print(table)
-    console.print("delta = local - broker - open orders: what the broker still needs to match.")
+    literal_console.print(table)
+    literal_console.print(
+        "delta = local - broker - open orders: what the broker still needs to match."
+    )

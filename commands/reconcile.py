@@ -12,7 +12,7 @@ from rich.table import Table
 
 from commands.errors import EXIT_ATTENTION, CommandError
 from commands.interrupts import stop_on_signals
-from commands.output import console, decimal_text, print_json
+from commands.output import decimal_text, literal_console, print_json
 from commands.session import Session
 from commands.sync import sync_failure
 from ledger.brokers.port import BrokerReadError
@@ -196,23 +196,24 @@ def result_document(result: ReconcileResult) -> dict[str, Any]:
 def show(result: ReconcileResult, document: dict[str, Any]) -> None:
     mode = "DRY RUN: nothing is sent to the broker" if result.dry_run else "orders are sent"
     account = "paper" if result.paper else "LIVE"
-    console.print(f"Reconciliation against {result.broker} ({account} account): {mode}")
+    literal_console.print(f"Reconciliation against {result.broker} ({account} account): {mode}")
     clock = result.clock
     # Crypto trades around the clock (gtc orders): the stock market's clock is no news then.
     stock_orders = [r for r in result.rows if r.order is not None
                     and r.order.time_in_force != "gtc"]
     if clock is not None and not clock.is_open and stock_orders:
         when = clock.next_open.isoformat() if clock.next_open else "the next session"
-        console.print(f"The market is closed: market orders queue until it opens at {when}.")
+        literal_console.print(
+            f"The market is closed: market orders queue until it opens at {when}."
+        )
     for item in result.settled:
-        console.print(
+        literal_console.print(
             f"Settled {item['client_order_id']} ({item['symbol']}, left by run "
-            f"{item['from_run'] or 'a trade'}): {item['how']}",
-            markup=False,
+            f"{item['from_run'] or 'a trade'}): {item['how']}"
         )
     rows = [r for r in document["positions"] if r["delta"] or r["open_qty"]]
     if not rows:
-        console.print("The books agree: nothing to do.")
+        literal_console.print("The books agree: nothing to do.")
     else:
         table = Table(title="Local book vs broker book")
         for column in ("symbol", "local", "broker", "open", "delta", "likely cause", "action"):
@@ -226,9 +227,9 @@ def show(result: ReconcileResult, document: dict[str, Any]) -> None:
                           decimal_text(row["broker_qty"]), decimal_text(row["open_qty"]),
                           decimal_text(row["delta"]), row["reason"] or "",
                           _action(order) if order else "none (nets out)")
-        console.print(table)
+        literal_console.print(table)
     summary = document["summary"]
-    console.print(
+    literal_console.print(
         f"planned {summary['planned']}, submitted {summary['submitted']}, "
         f"failed {summary['failed']}, skipped {summary['skipped']}"
         + (f", not sent {summary['not_sent']}" if summary["not_sent"] else "")
@@ -236,8 +237,8 @@ def show(result: ReconcileResult, document: dict[str, Any]) -> None:
     )
     for order in document["orders"]:
         if order["status"] == "failed":
-            console.print(f"FAILED {order['symbol']}: {order['error']}. What to do: "
-                          f"{order['hint']}", markup=False)
+            literal_console.print(f"FAILED {order['symbol']}: {order['error']}. What to do: "
+                                  f"{order['hint']}")
 
 
 def _action(order: dict[str, Any]) -> str:

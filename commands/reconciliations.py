@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from commands.output import console, decimal_text, print_json
+from commands.output import decimal_text, literal_console, print_json
 from commands.session import Session
 from projections.reconciliations import DEFAULT_LIMIT, reconciliations_document
 
@@ -48,7 +48,9 @@ def _status(order: dict[str, Any]) -> str:
 def show(document: dict[str, Any]) -> None:
     runs = document["runs"]
     if not runs:
-        console.print("No reconciliation has run yet: `commands reconcile --dry-run` plans one.")
+        literal_console.print(
+            "No reconciliation has run yet: `commands reconcile --dry-run` plans one."
+        )
         return
     table = Table(title=f"Newest {len(runs)} reconciliation run(s)")
     for column in ("started (UTC)", "mode", "differences", "orders", "summary", "outcome"):
@@ -64,4 +66,4 @@ def show(document: dict[str, Any]) -> None:
             "" if summary is None else ", ".join(f"{k} {v}" for k, v in summary.items()),
             run["outcome"] + (f": {run['interrupted']}" if run["interrupted"] else ""),
         )
-    console.print(table)
+    literal_console.print(table)

@@ -8,7 +8,13 @@ import click
 from rich.table import Table
 
 from commands.errors import EXIT_ATTENTION, EXIT_USAGE, CommandError
-from commands.output import console, decimal_text, error_console, print_json
+from commands.output import (
+    decimal_text,
+    error_console,
+    literal_console,
+    print_json,
+    visible,
+)
 from commands.session import Session
 from ledger.application import Ledger
 from ledger.brokers.port import BrokerReadError
@@ -22,11 +28,14 @@ def sync_failure(error: BrokerReadError) -> CommandError:
     Bad keys are configuration (exit 2); a broker that is down, slow or failing is not: it
     needs attention and a later run (exit 1).
     """
+    # The broker's own words reach the terminal through click, not rich: only the control
+    # characters need taming (markup means nothing there).
+    cause = visible(str(error))
     if error.auth:
         return CommandError(
-            f"Failed to sync Alpaca account. Check your API keys ({error})", EXIT_USAGE
+            f"Failed to sync Alpaca account. Check your API keys ({cause})", EXIT_USAGE
         )
-    return CommandError(f"Failed to sync Alpaca account: {error}", EXIT_ATTENTION)
+    return CommandError(f"Failed to sync Alpaca account: {cause}", EXIT_ATTENTION)
 
 
 def run_sync(ledger: Ledger, settings: Settings) -> SyncReport:
@@ -56,7 +65,7 @@ def sync(session: Session, as_json: bool) -> None:
     if refusal is not None:
         warnings.append(f"the account cannot trade: {refusal}")
     for warning in warnings:
-        error_console.print(f"Warning: {warning}", markup=False)
+        error_console.print(f"Warning: {warning}")
     if warnings:
         raise click.exceptions.Exit(EXIT_ATTENTION)
 
@@ -65,7 +74,7 @@ def print_report(report: SyncReport) -> None:
     account = report.account
     mode = "paper" if report.paper else "LIVE"
     if account is not None:
-        console.print(
+        literal_console.print(
             f"Synced {report.broker} ({mode}) account {account.account_id} at "
             f"{report.broker_time.isoformat()}: cash {decimal_text(account.cash)}, "
             f"equity {decimal_text(account.equity)}, "
@@ -82,9 +91,9 @@ def print_report(report: SyncReport) -> None:
                 decimal_text(position["avg_entry_price"]),
                 decimal_text(position["market_value"]),
             )
-        console.print(table)
+        literal_console.print(table)
     else:
-        console.print("No positions at the broker.")
+        literal_console.print("No positions at the broker.")
     if report.open_orders:
         table = Table(title="Open orders at the broker")
         for column in ("symbol", "side", "qty", "type", "status", "client order id"):
@@ -98,8 +107,8 @@ def print_report(report: SyncReport) -> None:
                 order["status"],
                 order["client_order_id"],
             )
-        console.print(table)
-    console.print(
+        literal_console.print(table)
+    literal_console.print(
         f"New: {report.new_fills} fills, {report.new_orders} external orders, "
         f"{report.updated_orders} order updates, {report.reversals} reversals, "
         f"{report.corporate_actions} corporate actions."

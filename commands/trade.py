@@ -6,7 +6,7 @@ import click
 
 from commands.errors import EXIT_ATTENTION, CommandError
 from commands.interrupts import stop_on_signals
-from commands.output import decimal_text, print_json
+from commands.output import decimal_text, print_json, visible
 from commands.session import Session
 from ledger.domain import Order
 from ledger.domain.order import OUTCOME_UNKNOWN
@@ -99,10 +99,12 @@ def trade(
     if order.failures:
         failure = order.failures[-1]
         line += f" ({failure['code']}: {failure['message']})"
-    click.echo(line)
+    # The broker's message and code are its words, not ours: no control character of theirs
+    # reaches the terminal raw. The JSON above carries them exactly.
+    click.echo(visible(line))
     click.echo(f"decision {order.decision_id}  client order id {order.client_order_id}")
     if order.broker_order_id is not None:
-        click.echo(f"broker order id {order.broker_order_id}")
+        click.echo(visible(f"broker order id {order.broker_order_id}"))
     if order.outcome_unknown:
         click.echo(
             "The broker may have this order although no answer said so: the next sync looks "
