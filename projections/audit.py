@@ -11,6 +11,7 @@ both books. The CLI (`commands audit`) and the web page serve the same document:
      "closing": {"local": [position], "broker": [position]},  #   avg_price, realised_pnl
      "broker_account": {"opening": account | None, "closing": account | None},
      "pnl": [{"symbol", "local", "broker"}], "pnl_total": {"local", "broker"},
+     "pnl_notes": [{"symbol", "book", "execution_id", "text"}],  # what a figure leaves out
      "unresolved": {"open_orders": [order], "differences": [{"symbol", "local_qty",
                     "broker_qty", "open_qty", "delta"}]}}
 
@@ -25,8 +26,12 @@ the version before its first event that day), not as the orders view holds it to
 each event's status and filled quantity are the day's.
 
 Realised P&L per book is what the day's fills, reversals, adjustments and corporate actions
-realised in that book. The broker book restarts from the broker's positions at each sync, so
-a broker fill that a later sync already holds is in that sync's positions, not in its P&L.
+realised in that book. The broker book restarts from the broker's positions at each sync,
+and a fill that sync already holds (recorded by it, after its positions) moves no broker
+position: its P&L is what it realised against the broker book as it stood before that
+sync, moved on by the sync's earlier such fills. Where that position is not in the day's
+events, the fill's P&L is left out of the broker figure and `pnl_notes` says so; likewise
+for a reversal of a broker fill from before the book's last restart.
 """
 
 from __future__ import annotations
@@ -44,10 +49,19 @@ from ledger.domain import event_name
 from ledger.domain.order import client_order_id_for, decision_order_id
 from ledger.domain.values import InvalidInput, normalise_symbol
 from projections.audit_index import opening_state
-from projections.folds import FLAT, OPEN_STATUSES, diff_rows, open_qty_by_symbol
+from projections.folds import (
+    FLAT,
+    OPEN_STATUSES,
+    TRADE,
+    Position,
+    apply_trade,
+    diff_rows,
+    open_qty_by_symbol,
+    signed,
+)
 from projections.numbers import ZERO, canonical
 from projections.runner import read_page
-from projections.state import BrokerAccountState, FoldState, OrderRecord
+from projections.state import NOT_AT_A_BROKER, BrokerAccountState, FoldState, OrderRecord
 from projections.tables import (
     ORDERS,
     order_from_row,
@@ -66,6 +80,7 @@ _BOOK_EVENTS = frozenset(
         "Adjustment.Recorded",
     }
 )
+_FILLS = frozenset({"Order.Filled", "Order.PartiallyFilled"})
 
 # Every timeline entry has these keys, in this order (the CSV columns); None when the
 # event has nothing to say there. `details` holds what is particular to the event.
@@ -191,6 +206,16 @@ class _Replay:
     state: FoldState
     entries: list[_Entry] = field(default_factory=list)
     pnl: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    # The broker book just before the day's latest sync, moved on by the fills that sync
+    # recorded but already held: the positions those fills traded against. None: no sync
+    # yet on this day.
+    held_base: dict[str, Position] | None = None
+    # The broker time of the sync before that one: a fill older than it was held by both.
+    held_after: datetime | None = None
+    # What each of the day's broker fills realised in the broker figure, by its line ref:
+    # a reversal after the book restarted takes back this much.
+    broker_gains: dict[str, Decimal] = field(default_factory=dict)
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def start(cls, views: Views, span: DaySpan) -> _Replay:
@@ -223,6 +248,19 @@ class _Replay:
 
     def _apply(self, seq: int, event: Any) -> None:
         kind = type(event).__qualname__
+        if kind == "BrokerSnapshot.Synced":
+            # Kept before the sync restarts the book: the fills it recorded come after it.
+            self.held_base = dict(self.state.broker.positions)
+            account = self.state.account
+            self.held_after = None if account is None else account.broker_time
+        # Decided before the event is applied: the book it is judged against is the one
+        # it found.
+        broker_ref = self._broker_ref(kind, event)
+        held = outside = False
+        if broker_ref is not None:
+            record, ref = broker_ref
+            held = kind in _FILLS and self._held(event)
+            outside = kind == "Order.FillReversed" and not self._in_book(record.symbol, ref)
         # A sync restarts the broker book from the broker's word: not a gain or a loss, so
         # it names no symbol here.
         symbols = self._book_symbols(kind, event)
@@ -232,10 +270,82 @@ class _Replay:
             for (book, symbol), value in self._realised(symbols).items():
                 day = self.pnl.setdefault(symbol, {name: ZERO for name in BOOKS})
                 day[book] += value - before[(book, symbol)]
+                if book == "broker" and broker_ref is not None and kind in _FILLS and not held:
+                    self.broker_gains[broker_ref[1]] = value - before[(book, symbol)]
         else:
             self.state.apply(seq, event)
+        if broker_ref is not None and held:
+            self._held_fill(*broker_ref, event)
+        elif broker_ref is not None and outside:
+            self._reversed_outside_book(*broker_ref, event)
+        record_after = self.state.orders.get(event.originator_id)
+        self.entries.append(describe(seq, event, record_after, self.views.zone))
+
+    def _broker_ref(self, kind: str, event: Any) -> tuple[OrderRecord, str] | None:
+        """A fill or reversal of an order at a broker: its order and the fold's line ref."""
+        if kind not in _FILLS and kind != "Order.FillReversed":
+            return None
         record = self.state.orders.get(event.originator_id)
-        self.entries.append(describe(seq, event, record, self.views.zone))
+        if record is None or record.broker in NOT_AT_A_BROKER:
+            return None
+        return record, f"{record.key}:{event.execution_id}"
+
+    def _held(self, fill: Any) -> bool:
+        """The fold's rule: a broker fill the latest sync's positions already hold moves
+        no broker position (`FoldState._broker_fill_counts`)."""
+        account = self.state.account
+        return account is not None and fill.filled_at <= account.broker_time
+
+    def _in_book(self, symbol: str, ref: str) -> bool:
+        """Whether the broker book holds the fill `ref` since it last restarted, so that
+        reversing it replays the book (one read of the symbol's lines; reversals are rare)."""
+        book = self.state.broker
+        if symbol not in book.positions:
+            return False
+        return any(line.kind == TRADE and line.ref == ref
+                   for line in book.lines(symbol, book.start_seq))
+
+    def _held_fill(self, record: OrderRecord, ref: str, fill: Any) -> None:
+        symbol = record.symbol
+        after = self.held_after
+        if self.held_base is None or (after is not None and fill.filled_at <= after):
+            why = (
+                "the sync whose positions hold it was before this day, so the position it "
+                "traded against is not in this day's events"
+                if self.held_base is None else
+                "it is older than the sync before that one too, whose positions already "
+                "held it, so the position it traded against is not known"
+            )
+            self._note(symbol, fill.execution_id, (
+                f"{record.side} {_text(fill.qty)} @ {_text(fill.price)} (execution "
+                f"{fill.execution_id}) was recorded by a sync after the broker's positions "
+                f"already held it; {why}: what it realised is left out of the broker figure."
+            ))
+            return
+        base = self.held_base.get(symbol, FLAT)
+        moved = apply_trade(base, signed(record.side, fill.qty), fill.price)
+        self.held_base[symbol] = moved
+        gain = moved.realised_pnl - base.realised_pnl
+        self.pnl[symbol]["broker"] += gain
+        self.broker_gains[ref] = gain
+
+    def _reversed_outside_book(self, record: OrderRecord, ref: str, reversal: Any) -> None:
+        """A broker fill taken back after the book restarted from a sync: the book cannot
+        replay it, so what the day booked for it (if the day booked it) is taken back."""
+        gain = self.broker_gains.pop(ref, None)
+        if gain is not None:
+            self.pnl[record.symbol]["broker"] -= gain
+            return
+        self._note(record.symbol, reversal.execution_id, (
+            f"execution {reversal.execution_id} was taken back, but the broker book has "
+            "restarted from a sync since that fill (the broker's positions already show "
+            "it): what the reversal takes back from the broker's realised P&L is not known "
+            "and is left out of the broker figure."
+        ))
+
+    def _note(self, symbol: str, execution_id: str, text: str) -> None:
+        self.notes.append({"symbol": symbol, "book": "broker", "execution_id": execution_id,
+                           "text": text})
 
     def _book_symbols(self, kind: str, event: Any) -> tuple[str, ...]:
         if kind not in _BOOK_EVENTS:
@@ -734,5 +844,6 @@ def audit_document(views: Views, day: date, symbol: str | None = None) -> dict[s
         },
         "pnl": pnl,
         "pnl_total": {book: _exact(sum((row[book] for row in pnl), ZERO)) for book in BOOKS},
+        "pnl_notes": [note for note in replay.notes if wanted is None or note["symbol"] == wanted],
         "unresolved": _unresolved(views, span, state, opening_open, wanted),
     }

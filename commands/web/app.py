@@ -48,6 +48,7 @@ def create_app(context: WebContext, *, token: str | None, loopback_only: bool) -
     app.jinja_env.filters.update(
         number=formatting.number,
         money=formatting.money,
+        price=formatting.price,
         signed=formatting.signed,
         short=formatting.short,
         moment=lambda value: formatting.moment(value, zone),

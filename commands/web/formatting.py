@@ -1,4 +1,5 @@
-"""How values read on the page: decimals exact (never rounded), times in the ledger's zone."""
+"""How values read on the page: quantities and money exact, prices to their tick, times in
+the ledger's zone. The JSON documents keep every value exact."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from commands.output import shown_price
 
 _CENT = Decimal("0.01")
 
@@ -29,6 +32,15 @@ def money(value: Decimal | None) -> str:
         with suppress(InvalidOperation):
             value = value.quantize(_CENT)
     return number(value)
+
+
+def price(value: Decimal | None) -> str:
+    """A price as the market quotes it (`commands.output.shown_price`): 187.96, 0.1235."""
+    if value is None:
+        return ""
+    if not value:
+        return "0.00"  # a flat book's average price: never -0.00 or 0E-8 as 0.00000000
+    return number(shown_price(value))
 
 
 def signed(value: Decimal | None) -> str:

@@ -8,12 +8,13 @@ a route added later.
 from __future__ import annotations
 
 import hmac
+import html
 import ipaddress
 import json
 from collections.abc import Callable, Iterable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, unquote_plus
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 COOKIE = "ledger_web_token"
@@ -22,6 +23,9 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _REASONS = {401: "Unauthorized", 403: "Forbidden", 405: "Method Not Allowed"}
+# What a path may hold unescaped in the Location header (RFC 3986 pchar and "/"). Not "%":
+# PATH_INFO arrives decoded, so a "%" in it was "%25" in the URL and must be again.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 def host_name(header: str) -> str:
@@ -44,8 +48,9 @@ def is_loopback(name: str) -> bool:
 
 class Guard:
     """`token`: every request must carry it (Authorization: Bearer, ?token= or the cookie
-    a ?token= visit sets). `loopback_only`: refuse a Host header that names another
-    machine, so a web page elsewhere cannot read this one through DNS rebinding."""
+    a ?token= visit sets; that visit is redirected to its URL without the token).
+    `loopback_only`: refuse a Host header that names another machine, so a web page
+    elsewhere cannot read this one through DNS rebinding."""
 
     def __init__(self, app: WsgiApp, *, token: str | None, loopback_only: bool) -> None:
         self.app = app
@@ -71,8 +76,10 @@ class Guard:
                            "'Authorization: Bearer TOKEN', or open the page once with "
                            "?token=TOKEN.",
                            [("WWW-Authenticate", 'Bearer realm="tradeledger"')])
-        if query is not None and self._matches(query) and not self._matches(cookie):
-            return self.app(environ, _with_cookie(start_response, query))
+        if query is not None and self._matches(query):
+            # The token in a URL stays in the address bar, the history and any copied
+            # link: trade it for the cookie and send the browser to the URL without it.
+            return _redirect_without_token(environ, start_response, query)
         return self.app(environ, start_response)
 
     def _matches(self, offered: str | None) -> bool:
@@ -94,19 +101,60 @@ def _offered(environ: dict[str, Any]) -> tuple[str | None, str | None, str | Non
     return header, query, cookie
 
 
-def _with_cookie(start_response: StartResponse, token: str) -> StartResponse:
-    """Remember a ?token= visit, so the page's own links work without the token in them."""
+def _cookie(environ: dict[str, Any], token: str) -> str:
+    """The Set-Cookie value that remembers a ?token= visit: never readable by a script,
+    never sent by another site's request, and over HTTPS never sent over plain HTTP."""
+    jar = SimpleCookie()
+    jar[COOKIE] = token
+    jar[COOKIE]["httponly"] = True
+    jar[COOKIE]["samesite"] = "Strict"
+    jar[COOKIE]["path"] = "/"
+    # The server trusts no proxy (waitress runs without trusted_proxy), so only the
+    # scheme the request itself arrived over says HTTPS, never X-Forwarded-Proto.
+    if environ.get("wsgi.url_scheme") == "https":
+        jar[COOKIE]["secure"] = True
+    return jar[COOKIE].OutputString()
 
-    def start(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
-        jar = SimpleCookie()
-        jar[COOKIE] = token
-        jar[COOKIE]["httponly"] = True
-        jar[COOKIE]["samesite"] = "Strict"
-        jar[COOKIE]["path"] = "/"
-        headers = [*headers, ("Set-Cookie", jar[COOKIE].OutputString())]
-        return start_response(status, headers, *rest)
 
-    return start
+def _without_token(query_string: str) -> str:
+    """The query string without its `token` parameters; the others as they came, in order."""
+    kept = [
+        part for part in query_string.split("&")
+        if part and unquote_plus(part.split("=", 1)[0]) != "token"
+    ]
+    return "&".join(kept)
+
+
+def _location(environ: dict[str, Any]) -> str:
+    """The requested URL without the token, as a path on this host."""
+    # PATH_INFO is the decoded path as latin-1 text (PEP 3333): its bytes, escaped again.
+    raw = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1")
+    # "//evil.example" would be a URL on another host: one leading slash keeps it on ours.
+    path = "/" + quote(raw, safe=_PATH_SAFE).lstrip("/")
+    query = _without_token(environ.get("QUERY_STRING", ""))
+    return f"{path}?{query}" if query else path
+
+
+def _redirect_without_token(environ: dict[str, Any], start_response: StartResponse,
+                            token: str) -> Iterable[bytes]:
+    location = _location(environ)
+    body = (
+        "<!doctype html><html lang=en><meta charset=utf-8><title>303 See Other</title>"
+        f'<p>Signed in: continue to <a href="{html.escape(location)}">the page</a>.</p></html>'
+    ).encode()
+    headers = [
+        ("Location", location),
+        ("Set-Cookie", _cookie(environ, token)),
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        # The URL of this request holds the token: never pass it on as a referrer.
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    # 303: the next request is a GET (or HEAD) of the clean URL, whatever came first.
+    start_response("303 See Other", headers)
+    return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
 def _refuse(environ: dict[str, Any], start_response: StartResponse, status: int,

@@ -273,8 +273,10 @@ def test_wednesday_the_broker_fills_the_rest_and_a_sync_records_it(views: Views)
     )
     assert fill["broker_time"] == utc("2026-03-11T15:00:00")
     # Local: 2 x (412 - 401.2) = 21.6. The broker book restarted from the sync, which
-    # already held the fill (6 left): no broker fill is booked after it.
-    assert pnl(wednesday) == {"MSFT": (D("21.6"), D(0))}
+    # already held the fill (6 left), so the fill moves no broker position; it realised
+    # against the broker book before that sync (8 @ 401.2): 21.6 too.
+    assert pnl(wednesday) == {"MSFT": (D("21.6"), D("21.6"))}
+    assert wednesday["pnl_notes"] == []
     assert book(wednesday["closing"]["local"])["MSFT"] == (D(3), D("401.2"), D("50.6"))
     assert book(wednesday["closing"]["broker"]) == {"MSFT": (D(6), D("401.2"), D(0))}
     assert wednesday["unresolved"]["open_orders"] == []
