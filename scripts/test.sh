@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs tradeledger with its test extras into .venv, makes sure the PostgreSQL the
-# tests need is running, then runs the whole test suite. Extra arguments go to pytest.
+# tests need is running and has a database `test` (scripts/ensure_postgres.sh: installs
+# and starts it if absent, changes nothing else on it), then runs the whole test suite.
+# Tests that restart a server start throwaway clusters in temporary folders instead of
+# touching that one (tests/pg_cluster.py). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

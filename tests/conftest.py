@@ -3,6 +3,11 @@
 PostgreSQL is found through LEDGER_TEST_DATABASE_URL (default
 postgresql://postgres@127.0.0.1:5432/test). Each test gets a schema of its own, named
 after this run, so two runs (or two tests) never see each other's data.
+
+That server is shared (a developer's other databases, another test run): no test stops,
+restarts or reconfigures it, and the session checks so at its end. Tests that must do
+such things to a server use a throwaway cluster of their own (`throwaway_pg`,
+`password_pg`, tests/pg_cluster.py).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.brokers.port import BrokerAdapter
 from ledger.settings import Settings, load_settings
+from tests.pg_cluster import ClusterUnavailable, ThrowawayCluster
 
 PG_URL = os.environ.get("LEDGER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RUN_ID = uuid.uuid4().hex[:8]
@@ -33,6 +39,73 @@ def _pg_connect() -> psycopg.Connection:
 def _with_query(url: str, **params: str) -> str:
     joiner = "&" if "?" in url else "?"
     return url + joiner + "&".join(f"{k}={v}" for k, v in params.items())
+
+
+def _shared_server_times() -> tuple[object, object] | None:
+    """When the shared server started and last read its configuration, or None when there
+    is no server to reach."""
+    try:
+        with _pg_connect() as conn:
+            row = conn.execute("SELECT pg_postmaster_start_time(), pg_conf_load_time()"
+                               ).fetchone()
+    except psycopg.Error:
+        return None
+    assert row is not None
+    return row[0], row[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_server_left_alone() -> Iterator[None]:
+    """The shared PostgreSQL server is never restarted nor made to reload its configuration
+    by the tests: compared at the end of the session with what it was at its start. (A
+    failure here shows as an error at the teardown of the last test.)"""
+    before = _shared_server_times()
+    yield
+    if before is None:
+        return  # no server at the start: the storage tests skipped or failed on their own
+    after = _shared_server_times()
+    assert after is not None, f"the shared PostgreSQL server ({PG_URL}) is gone"
+    # Another program may have done it too; the message says what to look for in tests.
+    assert after[0] == before[0], (
+        f"the shared PostgreSQL server ({PG_URL}) was restarted while the tests ran: started "
+        f"at {before[0]}, now at {after[0]} (a test may restart only a throwaway_pg)")
+    assert after[1] == before[1], (
+        f"the shared PostgreSQL server ({PG_URL}) reloaded its configuration while the tests "
+        f"ran: at {before[1]}, now at {after[1]} (a test may reconfigure only a throwaway_pg "
+        "or password_pg)")
+
+
+def _throwaway_cluster(**kwargs: dict[str, str]) -> ThrowawayCluster:
+    try:
+        return ThrowawayCluster.create(**kwargs)
+    except ClusterUnavailable as why:
+        pytest.skip(f"no throwaway PostgreSQL cluster: {why}")
+
+
+@pytest.fixture
+def throwaway_pg() -> Iterator[ThrowawayCluster]:
+    """A PostgreSQL cluster of this test's own (temporary folder, free port), for tests that
+    stop, restart or reconfigure a server; removed afterwards. Its database `test` is
+    `throwaway_pg.url()`."""
+    cluster = _throwaway_cluster()
+    yield cluster
+    cluster.close()
+
+
+PASSWORD_ROLE = "tradeledger_pw"
+PASSWORD = "right-password"
+
+
+@pytest.fixture(scope="session")
+def password_pg() -> Iterator[ThrowawayCluster]:
+    """A throwaway cluster, one per session, where every role but the superuser must give
+    its password (scram-sha-256), so "wrong password" is tested for real without editing
+    the shared server's pg_hba.conf. PASSWORD_ROLE logs in with PASSWORD
+    (`password_pg.url(PASSWORD_ROLE, PASSWORD)`); `create_password_role` adds others.
+    Tests must not stop or restart it: they share it."""
+    cluster = _throwaway_cluster(password_roles={PASSWORD_ROLE: PASSWORD})
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture

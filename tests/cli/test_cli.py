@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from commands.cli import cli
+from tests.conftest import PASSWORD_ROLE
 
 COMMANDS = ["trade", "events", "sync", "run"]
 
@@ -99,14 +100,18 @@ def test_unknown_side_is_a_usage_error(cli_env: dict[str, str]) -> None:
          'role "no_such_role" does not exist'),
         ("LEDGER_DATABASE_URL", "postgresql://postgres:hunter2@127.0.0.1:5432/no_such_db",
          'database "no_such_db" does not exist'),
-        # scripts/ensure_postgres.sh makes this role log in with a password only.
-        ("LEDGER_DATABASE_URL", "postgresql://tradeledger_pw:hunter2@127.0.0.1:5432/test",
-         'password authentication failed for user "tradeledger_pw"'),
+        # A role that must give its password, on a throwaway cluster (password_pg): the
+        # shared server's pg_hba.conf is not ours to edit. The URL is made in the test.
+        ("LEDGER_DATABASE_URL", "password_pg",
+         f'password authentication failed for user "{PASSWORD_ROLE}"'),
     ],
 )
 def test_configuration_errors_exit_2_without_secrets(
-    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+    name: str, value: str, message: str
 ) -> None:
+    if value == "password_pg":
+        value = request.getfixturevalue("password_pg").url(PASSWORD_ROLE, "hunter2")
     monkeypatch.setenv(name, value)
     code, out, err = invoke("events")
     assert code == 2, err

@@ -1,15 +1,14 @@
 """Database faults: the PostgreSQL server restarted under `commands run`, and a SQLite file
 on a full disk or a read-only file system.
 
-The restart uses this machine's own cluster (`pg_ctlcluster --skip-systemctl-redirect
-VERSION main restart`, a fast shutdown): other tests share the server, so this waits until
-it accepts connections again before it returns, and it is skipped when the tests use a
-server of their own (LEDGER_TEST_DATABASE_URL) or cannot restart it.
+The restart is done to a throwaway cluster of this test's own (`throwaway_pg`: initdb into
+a temporary folder, its own port), never to the shared server the other tests use: that
+one may carry a developer's other databases or a second test run, which a restart would
+cut off ("the database system is shutting down").
 """
 
 from __future__ import annotations
 
-import os
 import queue
 import shutil
 import signal
@@ -20,13 +19,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from eventsourcing.persistence import OperationalError
 
 from ledger.domain.order import external_order_id
 from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.conftest import PG_URL
 from tests.faults.harness import (
     Launcher,
     alpaca_env,
@@ -36,6 +33,7 @@ from tests.faults.harness import (
     open_store,
     paper_env,
 )
+from tests.pg_cluster import ThrowawayCluster
 
 pytestmark = pytest.mark.faults
 
@@ -43,38 +41,22 @@ pytestmark = pytest.mark.faults
 # -- PostgreSQL restarted in the middle of `commands run` -----------------------------------
 
 
-def cluster_version() -> str | None:
-    versions = Path("/etc/postgresql")
-    if not versions.is_dir() or shutil.which("pg_ctlcluster") is None:
-        return None
-    found = sorted((p.name for p in versions.iterdir()), key=lambda v: [int(x) for x in
-                                                                         v.split(".")])
-    return found[-1] if found else None
-
-
-def restart_postgres(version: str, pause: float = 0.0) -> float:
-    """Restart the local cluster (stopped for `pause` seconds, if any); return the seconds
-    until it accepts connections again."""
+def restart_postgres(cluster: ThrowawayCluster, pause: float = 0.0) -> float:
+    """Restart the throwaway cluster with a fast shutdown (stopped for `pause` seconds, if
+    any); return the seconds until it accepts connections again."""
     # A checkpoint first, while the server is up: otherwise the shutdown finishes whatever
     # spread-out checkpoint is under way, and the server is gone for many seconds.
-    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+    with cluster.connect() as conn:
         conn.execute("CHECKPOINT")
     started = time.monotonic()
-    steps = [["restart"]] if not pause else [["stop"], ["start"]]
-    for step in steps:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", *step],
-            check=True, capture_output=True, timeout=60,
-        )
-        if step == ["stop"]:
-            time.sleep(pause)
-    while True:
-        try:
-            with psycopg.connect(PG_URL, connect_timeout=2):
-                return time.monotonic() - started
-        except psycopg.OperationalError:
-            assert time.monotonic() - started < 60, "PostgreSQL did not come back"
-            time.sleep(0.1)
+    if pause:
+        cluster.stop()
+        time.sleep(pause)
+        cluster.start()  # on the same port: the service's URL still points there
+    else:
+        cluster.restart()
+    cluster.wait_until_accepting()
+    return time.monotonic() - started
 
 
 class Service:
@@ -112,8 +94,9 @@ class Service:
 
 
 @pytest.fixture
-def service_env(sandbox: AlpacaSandbox, pg_schema: str) -> dict[str, str]:
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={pg_schema}"
+def service_env(sandbox: AlpacaSandbox, throwaway_pg: ThrowawayCluster) -> dict[str, str]:
+    # A schema, as users configure it: the store must find it again after each restart.
+    url = f"{throwaway_pg.url()}?schema=ledger"
     return alpaca_env(sandbox, url, LEDGER_POLL_INTERVAL_SECONDS="0.2",
                       ALPACA_RETRY_ATTEMPTS="0")
 
@@ -129,11 +112,9 @@ def services(tmp_path: Path) -> Iterator[list[Service]]:
 
 
 def test_run_survives_a_postgres_restart(
-    sandbox: AlpacaSandbox, service_env: dict[str, str], services: list[Service], tmp_path: Path,
+    sandbox: AlpacaSandbox, service_env: dict[str, str], services: list[Service],
+    throwaway_pg: ThrowawayCluster, tmp_path: Path,
 ) -> None:
-    version = cluster_version()
-    if os.environ.get("LEDGER_TEST_DATABASE_URL") or version is None or os.geteuid() != 0:
-        pytest.skip("needs this machine's own PostgreSQL cluster and the right to restart it")
     service = Service(service_env, tmp_path)
     services.append(service)
     service.wait_for("synced:")
@@ -141,12 +122,12 @@ def test_run_survives_a_postgres_restart(
     service.wait_for("recorded")
 
     # A plain restart: eventsourcing's own retries (10 x 0.2 s) may ride it out.
-    downtime = restart_postgres(version)
+    downtime = restart_postgres(throwaway_pg)
     after = sandbox.create_external_order("NVDA", "buy", "3")
     service.wait_for("1 external orders", timeout=30)
     # Down for longer than those retries: the pool waits for the server (its timeout is
     # POSTGRES_CONNECT_TIMEOUT, 5 s, per attempt), so polls stall, then carry on.
-    outage = restart_postgres(version, pause=3.0)
+    outage = restart_postgres(throwaway_pg, pause=3.0)
     later = sandbox.create_external_order("TSLA", "buy", "1")
     service.wait_for("1 external orders", timeout=30)
     assert service.process.poll() is None, service.err

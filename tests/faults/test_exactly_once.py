@@ -223,7 +223,8 @@ def test_a_stop_before_the_orders_are_stored_sends_nothing_and_says_so(
     """SIGTERM while the run still reads the broker: the plan is kept, nothing is sent."""
     paper_trades(database_url, sandbox, {"TSLA": "5"})
     sandbox.set_delay(2, method="GET", path="/v2/account")
-    env = alpaca_env(sandbox, database_url)
+    # The slow read must answer, not time out (the suite's timeout is 2 s).
+    env = alpaca_env(sandbox, database_url, BROKER_TIMEOUT_SECONDS="10")
     first = Cli(["reconcile", "--json"], env, tmp_path, "first")
     assert wait_until(lambda: bool(sandbox.requests(path="/v2/account")), 30), first.wait().why()
     first.send(signal.SIGTERM)

@@ -21,8 +21,9 @@ import pytest
 from psycopg import sql
 
 from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.conftest import PG_URL, RUN_ID
+from tests.conftest import RUN_ID
 from tests.faults.harness import Launcher, base_env
+from tests.pg_cluster import ThrowawayCluster
 
 pytestmark = pytest.mark.faults
 
@@ -43,42 +44,15 @@ def keyed_sandbox() -> Iterator[AlpacaSandbox]:
         yield server
 
 
-def _hba_requires_password(conn: psycopg.Connection) -> bool:
-    """Make PG_ROLE log in with a password only, as scripts/ensure_postgres.sh does for
-    tradeledger_pw: a rule before the trust lines of pg_hba.conf, then a reload."""
-    hba = Path(str(conn.execute("SHOW hba_file").fetchone()[0]))  # type: ignore[index]
-    rule = f"host all {PG_ROLE} 127.0.0.1/32 scram-sha-256"
-    try:
-        text = hba.read_text()
-        if rule not in text:
-            hba.write_text(f"{rule}\n{text}")
-            conn.execute("SELECT pg_reload_conf()")
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
-def pg_secret_url() -> Iterator[str]:
-    schema = f"leak_{RUN_ID}"
-    try:
-        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
-    except psycopg.Error as error:
-        pytest.skip(f"no PostgreSQL: {error}")
-    with admin:
+def pg_secret_url(password_pg: ThrowawayCluster) -> str:
+    """PG_ROLE on a throwaway cluster whose pg_hba.conf makes it give its password (the
+    shared server's is not ours to edit); its store in a schema of its own."""
+    with password_pg.connect() as admin:
         exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PG_ROLE,)).fetchone()
-        if not exists:
-            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(PG_ROLE), sql.Literal(PG_PASSWORD)))
-        admin.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
-            sql.Identifier(admin.info.dbname), sql.Identifier(PG_ROLE)))
-        if not _hba_requires_password(admin):
-            pytest.skip("cannot make the role require its password (pg_hba.conf)")
-        parts = re.match(r"postgresql://[^@]*@([^/]+)/(\w+)", PG_URL)
-        assert parts is not None, PG_URL
-        url = f"postgresql://{PG_ROLE}:{PG_PASSWORD}@{parts[1]}/{parts[2]}?schema={schema}"
-        yield url
-        admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    if not exists:
+        password_pg.create_password_role(PG_ROLE, PG_PASSWORD)
+    return f"{password_pg.url(PG_ROLE, PG_PASSWORD)}?schema=leak_{RUN_ID}"
 
 
 def secret_env(sandbox: AlpacaSandbox, url: str) -> dict[str, str]:
@@ -106,7 +80,8 @@ def store_text(url: str) -> str:
             rows = [repr(conn.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables]
         return files.decode("latin-1") + "\n".join(rows)
     schema = url.rsplit("schema=", 1)[1]
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
+    # The store's own role reads it: the schema is on whichever server the URL names.
+    with psycopg.connect(url.split("?", 1)[0], autocommit=True) as conn:
         tables = [r[0] for r in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
             (schema,))]
