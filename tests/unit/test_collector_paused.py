@@ -46,7 +46,8 @@ def test_a_failed_run_resumes_the_collector() -> None:
         seen.append(gc.isenabled())
         raise BrokerReadError("GET /v2/positions: the broker did not answer")
 
-    settings = SimpleNamespace(broker_provider="alpaca", alpaca_paper_mode=True)
+    settings = SimpleNamespace(broker_provider="alpaca", alpaca_paper_mode=True,
+                               not_alpaca=lambda purpose: None)
     books = SimpleNamespace(catch_up=lambda: 0, unresolved_orders=lambda: [])
     ledger = SimpleNamespace(sync=sync, get_order=lambda order_id: None)
     reconciler = Reconciler(ledger, books=books, settings=settings)  # type: ignore[arg-type]
