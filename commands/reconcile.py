@@ -12,7 +12,7 @@ from rich.table import Table
 
 from commands.errors import EXIT_ATTENTION, CommandError
 from commands.interrupts import stop_on_signals
-from commands.output import decimal_text, literal_console, print_json
+from commands.output import decimal_text, literal_console, price_text, print_json
 from commands.session import Session
 from commands.sync import sync_failure
 from ledger.brokers.port import BrokerReadError
@@ -254,6 +254,6 @@ def _action(order: dict[str, Any]) -> str:
     else:
         what += f": {order['status']}"
     if order["price"] is not None and order["notional"] is not None:
-        what += (f" (at the broker's price {decimal_text(order['price'])}, notional "
+        what += (f" (at the broker's price {price_text(order['price'])}, notional "
                  f"{decimal_text(order['notional'])})")
     return what
