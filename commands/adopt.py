@@ -14,8 +14,8 @@ from commands.output import console, decimal_text, print_json
 from commands.session import Session
 from commands.sync import run_sync
 from ledger.domain.values import InvalidInput
-from ledger.reconciling import parse_symbols
-from projections.reconcile_books import snapshot_positions
+from ledger.services.reconciling import parse_symbols
+from projections.queries.reconcile_books import snapshot_positions
 
 
 @click.command()

@@ -17,7 +17,7 @@ from commands.errors import CommandError
 from commands.output import decimal_text, jsonable, literal_console, price_text, print_json
 from commands.session import Session
 from ledger.domain.values import InvalidInput, normalise_symbol
-from projections.audit import TIMELINE_FIELDS, audit_document, parse_day
+from projections.queries.audit import TIMELINE_FIELDS, audit_document, parse_day
 
 
 @click.command()

@@ -24,9 +24,9 @@ from commands.trade import trade
 from ledger.brokers.port import BrokerReadError
 from ledger.domain.reconciliation_lock import LockHeld
 from ledger.domain.values import InvalidInput
-from ledger.reconciling import AccountCannotTrade
+from ledger.infrastructure.store import StoreUnavailable
+from ledger.services.reconciling import AccountCannotTrade
 from ledger.settings import ConfigurationError
-from ledger.storage import StoreUnavailable
 
 
 def usage_line(error: click.UsageError) -> str:

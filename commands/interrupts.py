@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM while a command talks to the broker.
 
-The first signal asks the run to stop (`ledger.stopping.StopRequest`): the broker call in
+The first signal asks the run to stop (`ledger.services.stopping.StopRequest`): the broker call in
 flight finishes or times out and its answer is recorded, nothing more is sent, the lock is
 released, and the command says what was sent and what was not. A second signal forces the
 exit at once; an order then in flight stays "outcome unknown" for the next run to settle.
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from ledger.stopping import StopRequest
+from ledger.services.stopping import StopRequest
 
 _NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
 

@@ -13,9 +13,9 @@ from commands.errors import EXIT_USAGE, CommandError
 from commands.output import decimal_text, literal, literal_console, price_text, print_json
 from commands.session import Session
 from projections import books_at, catch_up
-from projections.folds import DiffRow
-from projections.state import BrokerAccountState
-from projections.views import PositionRow
+from projections.model.fold import BrokerAccountState
+from projections.model.positions import DiffRow
+from projections.queries.views import PositionRow
 
 BOOKS = ("local", "broker", "diff")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

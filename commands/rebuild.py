@@ -22,8 +22,8 @@ from commands.output import console, error_console, print_json
 from commands.session import Session
 from projections import VIEW_NAMES, RebuildReport, Views
 from projections import rebuild as rebuild_views
-from projections.digest import RowDifference
-from projections.rebuilder import Progress as ProgressCallback
+from projections.engine.digest import RowDifference
+from projections.engine.rebuilder import Progress as ProgressCallback
 
 
 @click.command()

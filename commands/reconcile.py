@@ -16,8 +16,8 @@ from commands.output import decimal_text, literal_console, price_text, print_jso
 from commands.session import Session
 from commands.sync import sync_failure
 from ledger.brokers.port import BrokerReadError
-from ledger.reconciling import Reconciler, ReconcileRequest, ReconcileResult, parse_symbols
-from projections.reconcile_books import ReconcileBooks
+from ledger.services.reconciling import Reconciler, ReconcileRequest, ReconcileResult, parse_symbols
+from projections.queries.reconcile_books import ReconcileBooks
 
 
 def parse_day(text: str | None, option: str, zone: ZoneInfo) -> date | None:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from commands.output import decimal_text, literal_console, print_json
 from commands.session import Session
-from projections.reconciliations import DEFAULT_LIMIT, reconciliations_document
+from projections.queries.reconciliations import DEFAULT_LIMIT, reconciliations_document
 
 
 @click.command()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
+from ledger.infrastructure.store import parse_database_url
 from ledger.settings import ConfigurationError, Settings, load_settings
-from ledger.storage import parse_database_url
 
 
 class Session:

@@ -18,8 +18,8 @@ from commands.output import (
 from commands.session import Session
 from ledger.application import Ledger
 from ledger.brokers.port import BrokerReadError
+from ledger.services.syncing import SyncReport
 from ledger.settings import Settings
-from ledger.sync import SyncReport
 
 
 def sync_failure(error: BrokerReadError) -> CommandError:

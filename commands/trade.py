@@ -10,7 +10,7 @@ from commands.output import decimal_text, print_json, visible
 from commands.session import Session
 from ledger.domain import Order
 from ledger.domain.order import OUTCOME_UNKNOWN
-from ledger.stopping import Interrupted
+from ledger.services.stopping import Interrupted
 
 
 # Negative quantities must reach the validator (and its clear message), not click's option parser.

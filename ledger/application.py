@@ -38,14 +38,14 @@ from ledger.brokers.answers import apply_answer
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerAnswer, BrokerReader, BrokerReadError
 from ledger.brokers.router import BrokerRouter
-from ledger.collector import CollectorPaused
 from ledger.domain import Adjustment, BrokerSnapshot, Decision, Order, Reconciliation
 from ledger.domain.order import ANSWERABLE_STATUSES, decision_order_id
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, parse_price, validate
-from ledger.failpoints import failpoint
-from ledger.recording import LedgerTranscoder
-from ledger.stopping import Interrupted
-from ledger.sync import (
+from ledger.infrastructure.collector import CollectorPaused
+from ledger.infrastructure.failpoints import failpoint
+from ledger.infrastructure.recording import LedgerTranscoder
+from ledger.services.stopping import Interrupted
+from ledger.services.syncing import (
     OVERLAP,
     SyncCursor,
     SyncMapper,

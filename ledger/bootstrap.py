@@ -14,8 +14,8 @@ from ledger.application import Ledger
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerAdapter
 from ledger.brokers.router import BrokerRouter
+from ledger.infrastructure.store import StoreUnavailable, parse_database_url, prepare_postgres
 from ledger.settings import Settings
-from ledger.storage import StoreUnavailable, parse_database_url, prepare_postgres
 
 
 def make_adapter(settings: Settings) -> BrokerAdapter:

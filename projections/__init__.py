@@ -6,17 +6,17 @@ Callers need little more than this:
     views = catch_up(ledger, timezone=settings.timezone)   # every view at the newest event
     views.local_book(); views.broker_book(); views.diff(); views.orders(open_only=True)
 
-and, for the pure folds a test or an audit calls without a database, `projections.folds`
-(positions, lines, netting) and `projections.state` (the fold over whole events).
+and, for the pure folds a test or an audit calls without a database, `projections.model.positions`
+(positions, lines, netting) and `projections.model.fold` (the fold over whole events).
 """
 
-from projections.as_of import BooksAt, books_at
-from projections.audit_index import DayReplay, replay_day
-from projections.folds import DiffRow, Position, apply_ratio, apply_trade, fold_trades
-from projections.rebuilder import RebuildReport, UnknownProjection, rebuild
-from projections.state import AuditDay, FoldState, MemoryFold, OrderRecord, fold_events
-from projections.tables import VIEW_NAMES
-from projections.views import BrokerBook, PositionRow, Views, catch_up
+from projections.engine.audit_index import DayReplay, replay_day
+from projections.engine.rebuilder import RebuildReport, UnknownProjection, rebuild
+from projections.engine.tables import VIEW_NAMES
+from projections.model.fold import AuditDay, FoldState, MemoryFold, OrderRecord, fold_events
+from projections.model.positions import DiffRow, Position, apply_ratio, apply_trade, fold_trades
+from projections.queries.as_of import BooksAt, books_at
+from projections.queries.views import BrokerBook, PositionRow, Views, catch_up
 
 __all__ = [
     "VIEW_NAMES",

@@ -28,7 +28,7 @@ Then, in the same run, it measures (rates in events/s, latencies in ms, medians 
   collector paused as the rebuild runs;
 - reconcile `--dry-run` (the `Reconciler`, in process, against the local Alpaca sandbox
   over HTTP) with `--reconcile-symbols` positions held in both books;
-- audit of one trading day (`projections.audit.audit_document`) in a history of
+- audit of one trading day (`projections.queries.audit.audit_document`) in a history of
   `--small-events` events and in the full one: the same day, written by the same seed
   (the small history is the start of the large one), timed in turns.
 
@@ -69,12 +69,12 @@ from ledger.bootstrap import open_ledger
 from ledger.domain import BrokerSnapshot, Decision, Order, Reconciliation
 from ledger.domain.order import compensation_order_id, decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
-from ledger.reconciling import Reconciler, ReconcileRequest
+from ledger.services.reconciling import Reconciler, ReconcileRequest
+from ledger.services.syncing import SyncCursor
 from ledger.settings import load_settings
-from ledger.sync import SyncCursor
 from projections import Views, rebuild
-from projections.audit import audit_document
-from projections.reconcile_books import ReconcileBooks
+from projections.queries.audit import audit_document
+from projections.queries.reconcile_books import ReconcileBooks
 from scripts import bench_rebuild
 from scripts.alpaca_sandbox import AlpacaSandbox
 

@@ -40,7 +40,7 @@ from ledger.domain.order import decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
 from ledger.settings import load_settings
 from projections import Views, catch_up
-from projections.audit import _untouched_orders, audit_document, day_span
+from projections.queries.audit import _untouched_orders, audit_document, day_span
 
 ZONE = "America/New_York"
 START = datetime(2019, 1, 2, 5, 0, tzinfo=UTC)  # midnight in New York
@@ -202,7 +202,7 @@ def build(url: str, size: int, per_day: int) -> Store:
 
 def time_once(store: Store, day: date) -> None:
     """One audit of `day`, and apart from it the one step that reads the whole orders view
-    (see projections.audit), to show what the rest costs."""
+    (see projections.queries.audit), to show what the rest costs."""
     started = time.perf_counter()
     document = audit_document(store.views, day)
     store.audits.setdefault(day, []).append(time.perf_counter() - started)

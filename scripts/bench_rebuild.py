@@ -40,8 +40,8 @@ from ledger.domain.order import decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
 from ledger.settings import load_settings
 from projections import rebuild
-from projections.runner import DEFAULT_PAGE_SIZE
-from projections.views import Views
+from projections.engine.runner import DEFAULT_PAGE_SIZE
+from projections.queries.views import Views
 
 SYMBOLS = [f"S{i:03d}" for i in range(60)] + ["AAPL", "MSFT", "NVDA", "BRK.B"]
 # Clock readings per trading day: about as many events (a decision takes one more reading).

@@ -14,9 +14,9 @@ from decimal import Decimal
 
 from commands.web.explained import ExplainMemo
 from ledger.domain.planning import SymbolFacts, delta_for, likely_cause
-from projections.reconcile_books import ReconcileBooks
-from projections.state import BrokerAccountState, OrderRecord
-from projections.views import PositionRow, Views
+from projections.model.fold import BrokerAccountState, OrderRecord
+from projections.queries.reconcile_books import ReconcileBooks
+from projections.queries.views import PositionRow, Views
 
 ZERO = Decimal(0)
 # The books page lists this many open orders, newest first; Transactions has them all.

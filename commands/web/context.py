@@ -21,7 +21,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from commands.web.explained import ExplainMemo
 from ledger.application import Ledger
-from projections.views import Views
+from projections.queries.views import Views
 
 T = TypeVar("T")
 

@@ -18,9 +18,9 @@ from commands.positions import _position_document, parse_as_of
 from commands.web.context import WebContext
 from commands.web.params import BadQuery
 from projections import books_at
-from projections.audit import audit_document
-from projections.reconciliations import reconciliations_document
-from projections.views import Views
+from projections.queries.audit import audit_document
+from projections.queries.reconciliations import reconciliations_document
+from projections.queries.views import Views
 
 BOOKS = ("local", "broker", "diff")
 

@@ -22,8 +22,8 @@ from typing import Any
 from uuid import UUID
 
 from ledger.domain.planning import SymbolFacts
-from projections.runner import Stamp, pages
-from projections.views import Views
+from projections.engine.runner import Stamp, pages
+from projections.queries.views import Views
 
 # More new events than this: explaining afresh costs less than reading them all.
 TAIL_LIMIT = 20_000

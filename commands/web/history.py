@@ -18,13 +18,13 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from projections.audit_index import opening_state
-from projections.folds import Position
-from projections.reconcile_books import last_prices
-from projections.runner import read_page
-from projections.state import AuditDay, FoldState
-from projections.tables import AUDIT_DAYS, day_from_row
-from projections.views import Views
+from projections.engine.audit_index import opening_state
+from projections.engine.runner import read_page
+from projections.engine.tables import AUDIT_DAYS, day_from_row
+from projections.model.fold import AuditDay, FoldState
+from projections.model.positions import Position
+from projections.queries.reconcile_books import last_prices
+from projections.queries.views import Views
 
 ZERO = Decimal(0)
 MAX_DAYS = 120

@@ -13,8 +13,8 @@ from commands.web.context import Fresh, WebContext
 from commands.web.history import MAX_DAYS, Series, book_history, until
 from commands.web.svg import chart
 from commands.web.transactions import PURPOSES, STATUSES, OrderQuery, transactions
-from projections.reconciliations import DEFAULT_LIMIT
-from projections.tables import AUDIT_DAYS
+from projections.engine.tables import AUDIT_DAYS
+from projections.queries.reconciliations import DEFAULT_LIMIT
 
 pages = Blueprint("pages", __name__)
 

@@ -11,7 +11,7 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from ledger.domain.values import InvalidInput, normalise_symbol
-from projections.audit import parse_day
+from projections.queries.audit import parse_day
 
 
 class BadQuery(ValueError):

@@ -19,9 +19,9 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from ledger.domain import Order
-from projections.state import OrderRecord
-from projections.tables import ORDERS, order_from_row
-from projections.views import Views
+from projections.engine.tables import ORDERS, order_from_row
+from projections.model.fold import OrderRecord
+from projections.queries.views import Views
 
 PURPOSES = ("decision", "compensation", "external")
 STATUSES = (

@@ -35,10 +35,10 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.brokers.paper import PaperBroker
 from ledger.domain.order import Order
-from ledger.reconciling import Reconciler, ReconcileRequest
+from ledger.services.reconciling import Reconciler, ReconcileRequest
 from ledger.settings import Settings, load_settings
 from projections import catch_up
-from projections.reconcile_books import ReconcileBooks
+from projections.queries.reconcile_books import ReconcileBooks
 from scripts.alpaca_sandbox import AlpacaSandbox
 from tests.broker.fixtures_ledger import alpaca_env
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from commands.cli import cli
 from commands.output import jsonable
 from projections import Views
-from projections.audit import TIMELINE_FIELDS, audit_document
+from projections.queries.audit import TIMELINE_FIELDS, audit_document
 from tests.audit.history import ZONE, History
 
 DAYS = ["2026-03-06", "2026-03-07", "2026-03-08", "2026-03-09", "2026-03-10", "2026-03-11"]

@@ -19,7 +19,7 @@ from commands.web.context import WebContext
 from ledger.application import Ledger
 from ledger.domain.order import Order
 from projections import catch_up
-from projections.audit import audit_document
+from projections.queries.audit import audit_document
 from scripts.alpaca_sandbox import AlpacaSandbox
 from tests.audit.history import ZONE, Clock, stamping
 from tests.broker.fixtures_ledger import alpaca_env

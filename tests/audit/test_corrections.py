@@ -11,8 +11,8 @@ from ledger.application import Ledger
 from ledger.brokers.paper import PaperBroker
 from ledger.domain.order import Order
 from projections import books_at, catch_up
-from projections.audit import audit_document
-from projections.tables import ORDERS
+from projections.engine.tables import ORDERS
+from projections.queries.audit import audit_document
 from tests.audit.history import Clock, stamping, utc
 
 D = Decimal

@@ -11,7 +11,7 @@ from typing import Any
 from ledger.application import Ledger
 from ledger.brokers.paper import PaperBroker
 from projections import Views, catch_up
-from projections.audit import audit_document, parse_day
+from projections.queries.audit import audit_document, parse_day
 from tests.audit.history import Clock, stamping, utc
 
 D = Decimal

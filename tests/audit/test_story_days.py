@@ -16,7 +16,7 @@ import pytest
 from ledger.application import Ledger
 from ledger.domain.order import client_order_id_for
 from projections import Views, books_at
-from projections.audit import audit_document
+from projections.queries.audit import audit_document
 from tests.audit.history import History, utc
 
 D = Decimal

@@ -20,7 +20,7 @@ from ledger.brokers.alpaca import AlpacaBroker
 from ledger.brokers.failures import HINTS, hint
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerError, BrokerReadError, FailureKind, OrderTicket
-from ledger.reconciling import hint_for
+from ledger.services.reconciling import hint_for
 from scripts.alpaca_sandbox import AlpacaSandbox
 from tests.broker.fixtures_ledger import make_broker, open_alpaca
 

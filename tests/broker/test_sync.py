@@ -18,7 +18,13 @@ from ledger.brokers.port import BrokerActivity, BrokerFill, BrokerOrder, BrokerR
 from ledger.domain import Order, event_name
 from ledger.domain.order import external_order_id
 from ledger.domain.values import OrderIntent
-from ledger.sync import BrokerReads, SyncCursor, SyncMapper, corporate_actions, next_cursor
+from ledger.services.syncing import (
+    BrokerReads,
+    SyncCursor,
+    SyncMapper,
+    corporate_actions,
+    next_cursor,
+)
 from scripts.alpaca_sandbox import AlpacaSandbox
 from tests.broker.fixtures_ledger import (
     all_events,

@@ -72,7 +72,7 @@ def main() -> None:
     # Everything a command imports, imported once, before any fork.
     import commands.cli  # noqa: F401
     import ledger.brokers.alpaca  # noqa: F401
-    import projections.reconcile_books  # noqa: F401
+    import projections.queries.reconcile_books  # noqa: F401
 
     print(json.dumps({"ready": os.getpid()}), flush=True)
     for line in sys.stdin:

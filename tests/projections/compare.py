@@ -8,11 +8,9 @@ from zoneinfo import ZoneInfo
 
 from ledger.application import Ledger
 from ledger.domain import Order
-from projections.digest import Dump, digest
-from projections.folds import Position, apply_ratio, apply_trade, merge_moved, signed
-from projections.runner import read_page
-from projections.state import MemoryFold, fold_events
-from projections.tables import (
+from projections.engine.digest import Dump, digest
+from projections.engine.runner import read_page
+from projections.engine.tables import (
     AUDIT_DAYS,
     BROKER_ACCOUNT,
     BROKER_LINES,
@@ -28,6 +26,8 @@ from projections.tables import (
     order_row,
     position_row,
 )
+from projections.model.fold import MemoryFold, fold_events
+from projections.model.positions import Position, apply_ratio, apply_trade, merge_moved, signed
 
 ZONE = ZoneInfo("America/New_York")
 

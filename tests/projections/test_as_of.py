@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from commands.cli import cli
 from ledger.application import Ledger
-from projections.folds import apply_ratio, fold_trades
-from projections.store import ViewStore
+from projections.engine.store import ViewStore
+from projections.model.positions import apply_ratio, fold_trades
 
 NY = ZoneInfo("America/New_York")
 
@@ -32,7 +32,7 @@ def book(document: dict) -> dict[str, tuple[str, str]]:
 
 
 def text(value: D) -> str:
-    from projections.numbers import canonical
+    from projections.model.numbers import canonical
 
     return canonical(value)
 

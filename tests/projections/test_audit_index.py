@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from ledger.application import Ledger
 from projections import replay_day
-from projections.state import AuditIndexer
+from projections.model.fold import AuditIndexer
 
 NY = ZoneInfo("America/New_York")
 

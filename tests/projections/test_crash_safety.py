@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ledger.application import Ledger
-from projections.store import ViewStore
+from projections.engine.store import ViewStore
 from tests.projections.compare import memory_digests
 from tests.projections.script import Script
 
@@ -93,7 +93,7 @@ CHILD = textwrap.dedent(
     from ledger.bootstrap import open_ledger
     from ledger.settings import load_settings
     from projections import Views
-    from projections.store import ViewStore
+    from projections.engine.store import ViewStore
 
     ledger = open_ledger(load_settings(None, LEDGER_DATABASE_URL={url!r}))
     real = ViewStore.write_position

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from ledger.domain import Adjustment, BrokerSnapshot, CorporateAction, Order
 from ledger.domain.corporate_action import corporate_action_id
 from ledger.domain.values import OrderIntent, Purpose
-from projections.folds import Position, fold_trades
-from projections.state import Book, MemoryFold, fold_events
+from projections.model.fold import Book, MemoryFold, fold_events
+from projections.model.positions import Position, fold_trades
 from tests.projections.compare import ZONE
 
 WHEN = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)

@@ -8,7 +8,8 @@ from decimal import Decimal as D
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projections.folds import (
+from projections.model.numbers import canonical
+from projections.model.positions import (
     FLAT,
     MOVE_IN,
     MOVE_OUT,
@@ -26,7 +27,6 @@ from projections.folds import (
     open_qty_by_symbol,
     replay,
 )
-from projections.numbers import canonical
 
 WHEN = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from ledger.application import Ledger
 from ledger.domain.order import Order
 from projections import Views, rebuild
-from projections.audit import audit_document
+from projections.queries.audit import audit_document
 from tests.projections.conftest import Clock
 from tests.projections.script import Script
 

@@ -12,10 +12,11 @@ from eventsourcing.persistence import PersistenceError
 
 from ledger.application import Ledger
 from ledger.domain import Order
-from projections import read_ahead, rebuild, rebuilder
-from projections.read_ahead import PageDecoder, PageEncoder, ReaderFailed
-from projections.runner import read_page
-from projections.state import Stamp
+from projections import rebuild
+from projections.engine import read_ahead, rebuilder
+from projections.engine.read_ahead import PageDecoder, PageEncoder, ReaderFailed
+from projections.engine.runner import read_page
+from projections.model.fold import Stamp
 from tests.projections.compare import memory_digests
 from tests.projections.script import Script
 
@@ -126,7 +127,7 @@ def test_a_reader_that_dies_says_how(ledger: Ledger, monkeypatch: pytest.MonkeyP
 
 
 def test_only_stores_another_process_can_open_are_read_ahead(open_store) -> None:
-    from projections.store import ViewStore
+    from projections.engine.store import ViewStore
 
     assert ViewStore(open_store()).shared_between_processes()
     memory = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": ":memory:"})

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 
 from commands.cli import cli
 from ledger.application import Ledger
-from projections import UnknownProjection, rebuild, rebuilder
-from projections import state as fold_module
-from projections.folds import signed
+from projections import UnknownProjection, rebuild
+from projections.engine import rebuilder
+from projections.model import fold as fold_module
+from projections.model.positions import signed
 from tests.projections.compare import memory_digests
 from tests.projections.script import Script
 

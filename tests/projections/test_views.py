@@ -10,8 +10,8 @@ import psycopg
 
 from ledger.application import Ledger
 from projections import rebuild
-from projections.folds import Position
-from projections.tables import VIEWS
+from projections.engine.tables import VIEWS
+from projections.model.positions import Position
 from tests.conftest import PG_URL
 from tests.projections.compare import memory_digests, order_facts, reference_books
 from tests.projections.script import Script

@@ -10,10 +10,10 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.brokers.router import LANDING_WINDOW
-from ledger.reconciling import Reconciler, ReconcileRequest
+from ledger.services.reconciling import Reconciler, ReconcileRequest
 from ledger.settings import Settings
 from projections import catch_up
-from projections.reconcile_books import ReconcileBooks
+from projections.queries.reconcile_books import ReconcileBooks
 from scripts.alpaca_sandbox import AlpacaSandbox
 from tests.broker.fixtures_ledger import alpaca_env
 from tests.reconcile.story import order_posts, reconcile, tell_story

@@ -1,4 +1,4 @@
-"""The bulk write path (ledger/recording.py) stores exactly what eventsourcing's own would.
+"""The bulk write path (ledger/infrastructure/recording.py) stores exactly what the library would.
 
 The transcoder must write the library's bytes, the COPY recorder the library's rows (and
 hand back the notification ids the rows were given), and a store written by either must
@@ -30,11 +30,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.application import DateAsISO, Ledger
-from ledger.collector import CollectorPaused
 from ledger.domain import BrokerSnapshot, Decision, Order
 from ledger.domain.order import decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
-from ledger.recording import CopyingPostgresRecorder, LedgerTranscoder
+from ledger.infrastructure.collector import CollectorPaused
+from ledger.infrastructure.recording import CopyingPostgresRecorder, LedgerTranscoder
 from tests.conftest import PG_URL, _with_query
 
 WHEN = datetime(2026, 1, 5, 14, 30, 0, 123456, tzinfo=UTC)
@@ -198,7 +198,7 @@ def pg_url(pg_schema: str) -> str:
 
 
 def _open(url: str, recorder: str | None) -> Ledger:
-    from ledger.storage import parse_database_url, prepare_postgres
+    from ledger.infrastructure.store import parse_database_url, prepare_postgres
 
     config = parse_database_url(url)
     env = dict(config.env)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from ledger.brokers.port import BrokerReadError
-from ledger.collector import CollectorPaused
-from ledger.reconciling import Reconciler, ReconcileRequest
+from ledger.infrastructure.collector import CollectorPaused
+from ledger.services.reconciling import Reconciler, ReconcileRequest
 
 
 @pytest.fixture(autouse=True)

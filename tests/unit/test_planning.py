@@ -146,7 +146,7 @@ def test_extended_hours_uses_limit_orders_across_the_last_price() -> None:
 
 def test_decision_order_in_flight_is_no_part_of_the_difference() -> None:
     """Its fills move both books alike; netting it would plan the opposite trade."""
-    from projections.folds import OpenOrder, open_qty_by_symbol
+    from projections.model.positions import OpenOrder, open_qty_by_symbol
 
     def order(purpose: str, client_order_id: str) -> OpenOrder:
         return OpenOrder(client_order_id=client_order_id, symbol="AAPL", side="buy",

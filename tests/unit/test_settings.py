@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ledger.infrastructure.store import parse_database_url
 from ledger.settings import ConfigurationError, load_settings
-from ledger.storage import parse_database_url
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from ledger.application import Ledger
 from ledger.domain import BrokerSnapshot, CorporateAction
 from ledger.domain.corporate_action import corporate_action_id
 from ledger.domain.planning import SymbolFacts
-from projections.reconcile_books import ReconcileBooks
+from projections.queries.reconcile_books import ReconcileBooks
 
 
 def snapshot(positions: dict[str, str]) -> BrokerSnapshot:

@@ -15,7 +15,7 @@ from commands.web.books import STALE_AFTER, Books, BookValue, Difference, banner
 from commands.web.guard import host_name, is_loopback
 from commands.web.history import Point
 from commands.web.svg import chart
-from projections.state import BrokerAccountState
+from projections.model.fold import BrokerAccountState
 
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 ZONE = ZoneInfo("America/New_York")

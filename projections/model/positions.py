@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
-from projections.numbers import CONTEXT, ONE, ZERO, to_decimal
+from projections.model.numbers import CONTEXT, ONE, ZERO, to_decimal
 
 _add = CONTEXT.add
 _sub = CONTEXT.subtract

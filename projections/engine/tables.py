@@ -16,9 +16,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from projections.folds import Line, Position
-from projections.numbers import CONTEXT, ONE, canonical, optional_parse
-from projections.state import AuditDay, BrokerAccountState, OrderRecord
+from projections.model.fold import AuditDay, BrokerAccountState, OrderRecord
+from projections.model.numbers import CONTEXT, ONE, canonical, optional_parse
+from projections.model.positions import Line, Position
 
 Row = tuple[Any, ...]
 

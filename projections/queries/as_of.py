@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ledger.application import Ledger
-from projections.folds import DiffRow, diff_rows, open_qty_by_symbol
-from projections.runner import DEFAULT_PAGE_SIZE, read_page
-from projections.state import BrokerAccountState, FoldState, MemoryFold
-from projections.views import PositionRow, position_rows
+from projections.engine.runner import DEFAULT_PAGE_SIZE, read_page
+from projections.model.fold import BrokerAccountState, FoldState, MemoryFold
+from projections.model.positions import DiffRow, diff_rows, open_qty_by_symbol
+from projections.queries.views import PositionRow, position_rows
 
 # How far past the instant to keep reading for events stamped before it but stored after a
 # later-stamped one: far beyond the time between creating an event and committing it.

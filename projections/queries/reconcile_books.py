@@ -17,10 +17,10 @@ from ledger.application import Ledger
 from ledger.domain import Order, Reconciliation
 from ledger.domain.order import OUTCOME_UNKNOWN
 from ledger.domain.planning import SymbolFacts
-from projections.folds import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, signed
-from projections.runner import stored_timestamp
-from projections.state import OrderRecord
-from projections.views import Views
+from projections.engine.runner import stored_timestamp
+from projections.model.fold import OrderRecord
+from projections.model.positions import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, signed
+from projections.queries.views import Views
 
 ZERO = Decimal(0)
 FAILED_STATUSES = frozenset({"submission_failed", "rejected"})
@@ -37,7 +37,7 @@ def _at_a_broker(order: OrderRecord) -> bool:
 
 def _recorded_at(ledger: Ledger, notification: Notification) -> datetime:
     """When an event was stored (its `timestamp`), read from the front of its stored state
-    as the rebuild does (`projections.runner`), without decoding the rest of it."""
+    as the rebuild does (`projections.engine.runner`), without decoding the rest of it."""
     state = notification.state
     mapper = ledger.mapper
     text = stored_timestamp(state) if mapper.cipher is None and mapper.compressor is None else None
@@ -49,7 +49,7 @@ def _recorded_at(ledger: Ledger, notification: Notification) -> datetime:
 
 
 class ReconcileBooks:
-    """`ledger.reconciling.BooksPort` over the live views."""
+    """`ledger.services.reconciling.BooksPort` over the live views."""
 
     def __init__(self, views: Views, *, recent_fill_seconds: Decimal = Decimal(30)) -> None:
         self.views = views

@@ -8,7 +8,7 @@ table of every container it enters to catch cycles that event state cannot have.
 subclass here writes exactly the bytes eventsourcing's own transcoder writes, so stores
 written by either read with either. On PostgreSQL the save's rows then go in with COPY
 rather than as one array of a composite type (`CopyingPostgresRecorder`), and a large
-save runs with the cycle collector paused (`ledger.collector`).
+save runs with the cycle collector paused (`ledger.infrastructure.collector`).
 """
 
 from __future__ import annotations

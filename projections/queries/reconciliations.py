@@ -17,8 +17,8 @@ from uuid import UUID
 
 from ledger.domain import Reconciliation
 from ledger.domain.order import OUTCOME_UNKNOWN
-from projections.state import OrderRecord
-from projections.views import Views
+from projections.model.fold import OrderRecord
+from projections.queries.views import Views
 
 DEFAULT_LIMIT = 20
 

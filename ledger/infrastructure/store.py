@@ -122,8 +122,8 @@ def _postgres(url: str) -> StoreConfig:
         "POSTGRES_PRE_PING": "y",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
-        # eventsourcing's recorder, loading bulk saves with COPY (ledger/recording.py).
-        "APPLICATION_RECORDER_TOPIC": "ledger.recording:CopyingPostgresRecorder",
+        # eventsourcing's recorder, loading bulk saves with COPY (infrastructure/recording.py).
+        "APPLICATION_RECORDER_TOPIC": "ledger.infrastructure.recording:CopyingPostgresRecorder",
     }
     if schema:
         env["POSTGRES_SCHEMA"] = schema

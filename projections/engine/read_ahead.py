@@ -47,8 +47,8 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import resolve_topic
 
 from ledger.application import Ledger
-from projections.runner import FOLD_STAMPED_TOPICS, Page, stored_timestamp
-from projections.state import Stamp
+from projections.engine.runner import FOLD_STAMPED_TOPICS, Page, stored_timestamp
+from projections.model.fold import Stamp
 
 # Below this many events a rebuild reads in-process: starting the reader (a fresh
 # interpreter importing the ledger) costs about what reading 30,000 events does.
@@ -324,7 +324,7 @@ def read_ahead(ledger: Ledger, after: int, limit: int) -> Iterator[Iterator[Page
     assert isinstance(transcoder, JSONTranscoder)
     with tempfile.TemporaryFile() as errors:
         reader = subprocess.Popen(
-            [sys.executable, "-c", "from projections.read_ahead import serve; serve()"],
+            [sys.executable, "-c", "from projections.engine.read_ahead import serve; serve()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,

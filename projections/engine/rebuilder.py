@@ -15,16 +15,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ledger.collector import CollectorPaused
-from projections import read_ahead
-from projections.digest import RowDifference, differences, digest, dump, row_count
-from projections.runner import Page, ViewWriter, pages, read_page
-from projections.state import FoldState
-from projections.store import Tx, ViewStore
-from projections.tables import VIEW_NAMES, VIEWS, VIEWS_BY_NAME, View, rebuilt_together
+from ledger.infrastructure.collector import CollectorPaused
+from projections.engine import read_ahead
+from projections.engine.digest import RowDifference, differences, digest, dump, row_count
+from projections.engine.runner import Page, ViewWriter, pages, read_page
+from projections.engine.store import Tx, ViewStore
+from projections.engine.tables import VIEW_NAMES, VIEWS, VIEWS_BY_NAME, View, rebuilt_together
+from projections.model.fold import FoldState
 
 if TYPE_CHECKING:
-    from projections.views import Views
+    from projections.queries.views import Views
 
 NEW = "__new"
 OLD = "__old"

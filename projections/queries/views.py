@@ -22,13 +22,10 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from ledger.application import Ledger
-from projections.digest import Dump, digest, dump
-from projections.folds import OPEN_STATUSES, DiffRow, Line, Position, diff_rows, open_qty_by_symbol
-from projections.numbers import ZERO
-from projections.runner import DEFAULT_PAGE_SIZE, ViewWriter, read_page
-from projections.state import AuditDay, BrokerAccountState, FoldState, OrderRecord
-from projections.store import Tx, ViewStore
-from projections.tables import (
+from projections.engine.digest import Dump, digest, dump
+from projections.engine.runner import DEFAULT_PAGE_SIZE, ViewWriter, read_page
+from projections.engine.store import Tx, ViewStore
+from projections.engine.tables import (
     ACCOUNT_KEY,
     AUDIT_DAYS,
     BROKER_ACCOUNT,
@@ -46,6 +43,16 @@ from projections.tables import (
     line_from_row,
     order_from_row,
     position_from_row,
+)
+from projections.model.fold import AuditDay, BrokerAccountState, FoldState, OrderRecord
+from projections.model.numbers import ZERO
+from projections.model.positions import (
+    OPEN_STATUSES,
+    DiffRow,
+    Line,
+    Position,
+    diff_rows,
+    open_qty_by_symbol,
 )
 
 log = logging.getLogger(__name__)
@@ -105,7 +112,7 @@ class Views:
         """Apply every event the views have not seen; returns the last notification id applied."""
         stale = self.set_up()
         if stale:
-            from projections.rebuilder import rebuild
+            from projections.engine.rebuilder import rebuild
 
             log.warning(
                 "views %s were built for another layout or time zone: rebuilding", ", ".join(stale)

@@ -20,7 +20,7 @@ folded with the views' own `FoldState`, starting from the previous day's closing
 the same fold stored in the index: the cost is the day's events, plus a few reads per order
 the day touched and per order open at the day's start (the previous close lists their ids).
 
-This is `projections.audit_index.replay_day` with one difference: an order the day touches
+This is `projections.engine.audit_index.replay_day` with one difference: an order the day touches
 but requested earlier is loaded as it stood when the day began (its own stream folded up to
 the version before its first event that day), not as the orders view holds it today, so
 each event's status and filled quantity are the day's.
@@ -48,8 +48,15 @@ from zoneinfo import ZoneInfo
 from ledger.domain import event_name
 from ledger.domain.order import client_order_id_for, decision_order_id
 from ledger.domain.values import InvalidInput, normalise_symbol
-from projections.audit_index import opening_state
-from projections.folds import (
+from projections.engine.audit_index import opening_state
+from projections.engine.runner import read_page
+from projections.engine.tables import (
+    ORDERS,
+    order_from_row,
+)
+from projections.model.fold import NOT_AT_A_BROKER, BrokerAccountState, FoldState, OrderRecord
+from projections.model.numbers import ZERO, canonical
+from projections.model.positions import (
     FLAT,
     OPEN_STATUSES,
     TRADE,
@@ -59,14 +66,7 @@ from projections.folds import (
     open_qty_by_symbol,
     signed,
 )
-from projections.numbers import ZERO, canonical
-from projections.runner import read_page
-from projections.state import NOT_AT_A_BROKER, BrokerAccountState, FoldState, OrderRecord
-from projections.tables import (
-    ORDERS,
-    order_from_row,
-)
-from projections.views import PositionRow, Views, position_rows
+from projections.queries.views import PositionRow, Views, position_rows
 
 BOOKS = ("local", "broker")
 _DAY_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")

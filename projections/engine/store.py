@@ -22,7 +22,7 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.rows import tuple_row
 
 from ledger.application import Ledger
-from projections.tables import Row, Table
+from projections.engine.tables import Row, Table
 
 Dialect = Literal["sqlite", "postgres"]
 

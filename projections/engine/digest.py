@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from projections.store import Tx, ViewStore
-from projections.tables import Row, View
+from projections.engine.store import Tx, ViewStore
+from projections.engine.tables import Row, View
 
 Dump = dict[str, list[Row]]  # live table name -> rows sorted by key
 

@@ -12,18 +12,8 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from ledger.application import Ledger
-from projections.folds import OPEN_STATUSES, Line
-from projections.state import (
-    STAMPED_EVENTS,
-    STATUS_ONLY_EVENTS,
-    AuditIndexer,
-    Changes,
-    FoldState,
-    OrderRecord,
-    Stamp,
-)
-from projections.store import Tx, ViewStore
-from projections.tables import (
+from projections.engine.store import Tx, ViewStore
+from projections.engine.tables import (
     ACCOUNT_KEY,
     AUDIT_DAYS,
     BROKER_ACCOUNT,
@@ -44,6 +34,16 @@ from projections.tables import (
     position_from_row,
     position_row,
 )
+from projections.model.fold import (
+    STAMPED_EVENTS,
+    STATUS_ONLY_EVENTS,
+    AuditIndexer,
+    Changes,
+    FoldState,
+    OrderRecord,
+    Stamp,
+)
+from projections.model.positions import OPEN_STATUSES, Line
 
 Page = list[tuple[int, Any]]
 

@@ -25,7 +25,6 @@ from ledger.brokers.answers import apply_answer
 from ledger.brokers.failures import hint
 from ledger.brokers.port import BrokerAnswer, BrokerError, MarketClock, MarketReader
 from ledger.brokers.router import LANDING_WINDOW
-from ledger.collector import CollectorPaused
 from ledger.domain import Order, Reconciliation
 from ledger.domain.order import OUTCOME_UNKNOWN, OrderStateError, compensation_order_id
 from ledger.domain.planning import (
@@ -37,11 +36,12 @@ from ledger.domain.planning import (
 )
 from ledger.domain.reconciliation_lock import LockLost
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose, validate
-from ledger.failpoints import failpoint
-from ledger.market_facts import with_market_facts
-from ledger.reconcile_lock import HeldLock
+from ledger.infrastructure.collector import CollectorPaused
+from ledger.infrastructure.failpoints import failpoint
+from ledger.infrastructure.reconcile_lock import HeldLock
+from ledger.services.market_facts import with_market_facts
+from ledger.services.stopping import Interrupted, StopRequest
 from ledger.settings import ConfigurationError, Settings
-from ledger.stopping import Interrupted, StopRequest
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from projections.folds import Line
-from projections.runner import read_page
-from projections.state import AuditDay, FoldState
-from projections.views import PositionRow, Views, position_rows
+from projections.engine.runner import read_page
+from projections.model.fold import AuditDay, FoldState
+from projections.model.positions import Line
+from projections.queries.views import PositionRow, Views, position_rows
 
 Step = Callable[[int, Any, FoldState], None]
 

@@ -20,7 +20,8 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from ledger.domain import Decision, Order, Reconciliation
-from projections.folds import (
+from projections.model.numbers import CONTEXT, ONE, ZERO, canonical, to_decimal
+from projections.model.positions import (
     FLAT,
     MOVE_IN,
     MOVE_OUT,
@@ -44,7 +45,6 @@ from projections.folds import (
     status_after_reversal,
     step,
 )
-from projections.numbers import CONTEXT, ONE, ZERO, canonical, to_decimal
 
 log = logging.getLogger(__name__)
 
