@@ -10,11 +10,10 @@ import click
 from rich.table import Table
 
 from commands.errors import EXIT_USAGE, CommandError
-from commands.output import console, decimal_text, print_json
+from commands.output import console, decimal_text, json_option, print_json
 from commands.session import Session
 from commands.sync import run_sync
-from ledger.domain.values import InvalidInput
-from ledger.services.reconciling import parse_symbols
+from ledger.domain.values import InvalidInput, parse_symbols
 from projections.queries.reconcile_books import snapshot_positions
 
 
@@ -22,7 +21,7 @@ from projections.queries.reconcile_books import snapshot_positions
 @click.argument("symbols", nargs=-1, required=True)
 @click.option("--reason", required=True,
               help="Why the broker's quantity is right (stored with the adjustment).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
 def adopt(session: Session, symbols: tuple[str, ...], reason: str, as_json: bool) -> None:
     """Adopt positions the ledger never made: bring the local book to the broker's quantity
@@ -41,7 +40,7 @@ def adopt(session: Session, symbols: tuple[str, ...], reason: str, as_json: bool
     try:
         wanted = parse_symbols(",".join(symbols))
     except InvalidInput as error:
-        raise CommandError(str(error).replace("--symbols: ", ""), EXIT_USAGE) from None
+        raise CommandError(str(error), EXIT_USAGE) from None
     from projections import catch_up
 
     run_sync(session.ledger, session.settings)

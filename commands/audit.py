@@ -14,7 +14,14 @@ import click
 from rich.table import Table
 
 from commands.errors import CommandError
-from commands.output import decimal_text, jsonable, literal_console, price_text, print_json
+from commands.output import (
+    decimal_text,
+    json_option,
+    jsonable,
+    literal_console,
+    price_text,
+    print_json,
+)
 from commands.session import Session
 from ledger.domain.values import InvalidInput, normalise_symbol
 from projections.queries.audit import TIMELINE_FIELDS, audit_document, parse_day
@@ -22,7 +29,7 @@ from projections.queries.audit import TIMELINE_FIELDS, audit_document, parse_day
 
 @click.command()
 @click.argument("day", metavar="YYYY-MM-DD")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write the timeline to FILE as CSV, one row per event. A text cell "
               "that starts with =, +, -, @, a tab or a carriage return is written with a "

@@ -25,7 +25,7 @@ from ledger.brokers.port import BrokerReadError
 from ledger.domain.reconciliation_lock import LockHeld
 from ledger.domain.values import InvalidInput
 from ledger.infrastructure.store import StoreUnavailable
-from ledger.services.reconciling import AccountCannotTrade
+from ledger.services.reconcile_refusals import AccountCannotTrade
 from ledger.settings import ConfigurationError
 
 

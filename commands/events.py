@@ -7,10 +7,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from commands.output import jsonable, literal_console, print_json
+from commands.output import json_option, jsonable, literal_console, print_json
 from commands.session import Session
-from ledger.application import StoredEvent
 from ledger.domain import event_name
+from ledger.infrastructure.event_log import StoredEvent
 
 _ENVELOPE = {"originator_id", "originator_version", "originator_topic", "timestamp"}
 
@@ -44,7 +44,7 @@ MAX_LIMIT = 1_000_000
 
 @click.command()
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=MAX_LIMIT))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
 def events(session: Session, limit: int, as_json: bool) -> None:
     """Show the newest LIMIT events, oldest first."""

@@ -11,8 +11,12 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+import click
 from rich.console import Console, ConsoleDimensions
 from rich.text import Text
+
+# Every command that can print JSON takes the same flag, worded the same way.
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 # A pipe or a file has no width: wrapping there only cuts a line that a program, or a
 # person searching it, wants whole. Rich lays a table out to fit its content, so this only

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
 
 from commands.errors import EXIT_USAGE, CommandError
-from commands.output import decimal_text, literal, literal_console, price_text, print_json
+from commands.output import (
+    decimal_text,
+    json_option,
+    literal,
+    literal_console,
+    price_text,
+    print_json,
+)
 from commands.session import Session
 from projections import books_at, catch_up
-from projections.model.fold import BrokerAccountState
 from projections.model.positions import DiffRow
+from projections.model.records import BrokerAccountState
+from projections.queries.positions import book_document, diff_document
 from projections.queries.views import PositionRow
 
 BOOKS = ("local", "broker", "diff")
@@ -68,7 +75,7 @@ def parse_as_of(text: str, zone: ZoneInfo) -> datetime:
     is_flag=True,
     help="Also list symbols with nothing open, for the P&L they realised.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
 def positions(session: Session, book: str, as_of: str | None, closed: bool, as_json: bool) -> None:
     """Show positions per symbol: quantity, average price and realised P&L.
@@ -115,15 +122,6 @@ def _diff(session: Session, instant: datetime | None) -> tuple[list[DiffRow], bo
     return rows, views.broker_account() is not None
 
 
-def _position_document(row: PositionRow) -> dict[str, Any]:
-    return {
-        "symbol": row.symbol,
-        "qty": row.qty,
-        "avg_price": row.avg_price,
-        "realised_pnl": row.realised_pnl,
-    }
-
-
 def _show_book(
     book: str,
     rows: list[PositionRow],
@@ -132,14 +130,7 @@ def _show_book(
     account: BrokerAccountState | None = None,
 ) -> None:
     if as_json:
-        document: dict[str, Any] = {
-            "book": book,
-            "as_of": moment,
-            "positions": [_position_document(row) for row in rows],
-        }
-        if book == "broker":
-            document["account"] = None if account is None else account.document()
-        print_json(document)
+        print_json(book_document(book, moment, rows, account))
         return
     if book == "broker":
         if account is None:
@@ -173,22 +164,7 @@ def _show_diff(
     rows: list[DiffRow], moment: datetime, as_json: bool, synced: bool, as_of: bool
 ) -> None:
     if as_json:
-        print_json(
-            {
-                "book": "diff",
-                "as_of": moment,
-                "positions": [
-                    {
-                        "symbol": row.symbol,
-                        "local_qty": row.local_qty,
-                        "broker_qty": row.broker_qty,
-                        "open_qty": row.open_qty,
-                        "delta": row.delta,
-                    }
-                    for row in rows
-                ],
-            }
-        )
+        print_json(diff_document(moment, rows))
         return
     if not synced:
         when = f" as of {moment.isoformat(timespec='seconds')}" if as_of else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from commands.errors import EXIT_ATTENTION
-from commands.output import console, error_console, print_json
+from commands.output import console, error_console, json_option, print_json
 from commands.session import Session
 from projections import VIEW_NAMES, RebuildReport, Views
 from projections import rebuild as rebuild_views
@@ -41,7 +42,7 @@ from projections.engine.rebuilder import Progress as ProgressCallback
     help="Hash every view and list every row that differs from the view it replaces; "
     "exit 1 if any does.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
 def rebuild(session: Session, names: tuple[str, ...], verify: bool, as_json: bool) -> None:
     """Rebuild views from the events, beside the live ones, then swap them in at once.
@@ -98,20 +99,10 @@ def _document(report: RebuildReport) -> dict[str, Any]:
                 "digest": view.digest,
                 "replaced_digest": view.replaced_digest,
                 "identical": None if not report.verified else not view.differences,
-                "differences": [_difference_document(d) for d in view.differences],
+                "differences": [dataclasses.asdict(d) for d in view.differences],
             }
             for view in report.views
         ],
-    }
-
-
-def _difference_document(difference: RowDifference) -> dict[str, Any]:
-    return {
-        "table": difference.table,
-        "key": difference.key,
-        "change": difference.change,
-        "before": difference.before,
-        "after": difference.after,
     }
 
 

@@ -12,11 +12,14 @@ from rich.table import Table
 
 from commands.errors import EXIT_ATTENTION, CommandError
 from commands.interrupts import stop_on_signals
-from commands.output import decimal_text, literal_console, price_text, print_json
+from commands.output import decimal_text, json_option, literal_console, price_text, print_json
 from commands.session import Session
 from commands.sync import sync_failure
 from ledger.brokers.port import BrokerReadError
-from ledger.services.reconciling import Reconciler, ReconcileRequest, ReconcileResult, parse_symbols
+from ledger.domain.values import InvalidInput, parse_symbols
+from ledger.services.reconcile_records import ReconcileResult
+from ledger.services.reconcile_refusals import LiveRunUnconfirmed
+from ledger.services.reconciling import Reconciler, ReconcileRequest
 from projections.queries.reconcile_books import ReconcileBooks
 
 
@@ -36,6 +39,13 @@ def parse_day(text: str | None, option: str, zone: ZoneInfo) -> date | None:
     return day
 
 
+def symbols_option(text: str | None) -> tuple[str, ...]:
+    try:
+        return parse_symbols(text)
+    except InvalidInput as error:
+        raise CommandError(f"--symbols: {error}") from None
+
+
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Plan and show; send nothing to the broker.")
 @click.option("--since", help="Compensate only symbols the local book traded on or after "
@@ -50,7 +60,7 @@ def parse_day(text: str | None, option: str, zone: ZoneInfo) -> date | None:
               "are shown and skipped: `commands adopt` takes them into the local book.")
 @click.option("--yes", is_flag=True, help="Confirm sending orders to a live account "
               "(ALPACA_PAPER_MODE=false).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
 def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str | None,
               extended_hours: bool, include_external: bool, yes: bool, as_json: bool) -> None:
@@ -66,7 +76,7 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
     request = ReconcileRequest(
         dry_run=dry_run,
         since=parse_day(since, "--since", session.settings.zone),
-        symbols=parse_symbols(symbols),
+        symbols=symbols_option(symbols),
         extended_hours=extended_hours,
         confirmed=yes,
         include_external=include_external,
@@ -82,7 +92,13 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
                        recent_fill_seconds=settings.recent_fill_seconds),
         settings,
     )
-    reconciler.check(request)
+    try:
+        reconciler.check(request)
+    except LiveRunUnconfirmed:
+        raise CommandError(
+            "ALPACA_PAPER_MODE=false sends orders to the live account: pass --yes to "
+            "confirm, or use --dry-run"
+        ) from None
     try:
         with stop_on_signals() as stop:
             result = reconciler.run(request, stop)
@@ -116,7 +132,7 @@ def reconcile(session: Session, dry_run: bool, since: str | None, symbols: str |
 
 
 def result_document(result: ReconcileResult) -> dict[str, Any]:
-    """The JSON of DESIGN.md section 5."""
+    """The JSON of docs/design.md, "reconcile --json"."""
     positions = [
         {
             "symbol": row.symbol,

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from commands.output import decimal_text, literal_console, print_json
+from commands.output import decimal_text, json_option, literal_console, print_json
 from commands.session import Session
 from projections.queries.reconciliations import DEFAULT_LIMIT, reconciliations_document
 
@@ -15,7 +15,7 @@ from projections.queries.reconciliations import DEFAULT_LIMIT, reconciliations_d
 @click.command()
 @click.option("--limit", default=DEFAULT_LIMIT, show_default=True,
               type=click.IntRange(min=1, max=10_000), help="How many of the newest runs.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
 def reconciliations(session: Session, limit: int, as_json: bool) -> None:
     """Show the newest reconciliation runs: each plan, its orders as they stand now, and

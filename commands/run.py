@@ -14,7 +14,7 @@ from commands.output import error_console
 from commands.session import Session
 from commands.sync import sync_failure
 from ledger.brokers.port import BrokerReadError
-from ledger.services.syncing import SyncReport
+from ledger.services.sync_report import SyncReport
 
 
 @click.command()

@@ -11,6 +11,7 @@ from commands.errors import EXIT_ATTENTION, EXIT_USAGE, CommandError
 from commands.output import (
     decimal_text,
     error_console,
+    json_option,
     literal_console,
     print_json,
     visible,
@@ -18,7 +19,7 @@ from commands.output import (
 from commands.session import Session
 from ledger.application import Ledger
 from ledger.brokers.port import BrokerReadError
-from ledger.services.syncing import SyncReport
+from ledger.services.sync_report import SyncReport
 from ledger.settings import Settings
 
 
@@ -46,7 +47,7 @@ def run_sync(ledger: Ledger, settings: Settings) -> SyncReport:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
 def sync(session: Session, as_json: bool) -> None:
     """Pull the broker's account, positions, open orders, new fills and corporate actions.

@@ -6,10 +6,10 @@ import click
 
 from commands.errors import EXIT_ATTENTION, CommandError
 from commands.interrupts import stop_on_signals
-from commands.output import decimal_text, print_json, visible
+from commands.output import decimal_text, json_option, print_json, visible
 from commands.session import Session
 from ledger.domain import Order
-from ledger.domain.order import OUTCOME_UNKNOWN
+from ledger.domain.order_status import FAILED_STATUSES, OUTCOME_UNKNOWN
 from ledger.services.stopping import Interrupted
 
 
@@ -35,7 +35,7 @@ from ledger.services.stopping import Interrupted
     is_flag=True,
     help="Required to trade a live account (ALPACA_PAPER_MODE=false): real money.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
 def trade(
     session: Session,
@@ -76,7 +76,7 @@ def trade(
                 f"{stopped}: 0 orders sent, 1 not sent, 0 of unknown outcome", EXIT_ATTENTION
             ) from None
     document = order_document(order)
-    failed = order.status in ("submission_failed", "rejected", OUTCOME_UNKNOWN)
+    failed = order.status in FAILED_STATUSES | {OUTCOME_UNKNOWN}
     interrupted = (
         f"Error: {stop.reason}: the order in flight was finished and recorded"
         + (" (its outcome is unknown: the next sync or reconcile settles it)"

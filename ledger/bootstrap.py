@@ -20,7 +20,7 @@ from ledger.settings import Settings
 
 def make_adapter(settings: Settings) -> BrokerAdapter:
     if settings.broker_provider == "alpaca":
-        from ledger.brokers.alpaca import AlpacaBroker
+        from ledger.brokers.alpaca.broker import AlpacaBroker
 
         return AlpacaBroker.from_settings(settings)
     return PaperBroker()

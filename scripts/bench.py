@@ -11,7 +11,7 @@ year of trading days (weekdays, before today), each day a morning broker sync (a
 broker answers and fills (a quarter partially filled, some reversed), a split now and then,
 and a reconciliation every Friday with its compensating orders. Events are stamped in the
 day's session, so the audit index sees about N / days events per trading day. The events
-of a decision come from `scripts/bench_rebuild.py` (`_decision`, `_split`), on this clock.
+of a decision come from `testing/histories.py` (`decision`, `split`), on this clock.
 
 Then, in the same run, it measures (rates in events/s, latencies in ms, medians of
 `--rounds` unless said):
@@ -23,7 +23,7 @@ Then, in the same run, it measures (rates in events/s, latencies in ms, medians 
   ledger's own connection, as many rows per transaction as the append it is compared with;
 - rebuild of every view (`projections.rebuild`, what `commands rebuild` runs; from
   100,000 events on a two-core machine it reads ahead in a second process), against the
-  raw read-and-decode limit (`bench_rebuild.raw_read`: the library's select + mapper
+  raw read-and-decode limit (`scripts/bench_rebuild.py`'s `raw_read`: the library's select + mapper
   decode of every event in this one process, nothing else), timed with Python's cycle
   collector paused as the rebuild runs;
 - reconcile `--dry-run` (the `Reconciler`, in process, against the local Alpaca sandbox
@@ -61,7 +61,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eventsourcing import domain as es_domain
 from eventsourcing.domain import Aggregate
 
 from ledger.application import Ledger
@@ -70,13 +69,15 @@ from ledger.domain import BrokerSnapshot, Decision, Order, Reconciliation
 from ledger.domain.order import compensation_order_id, decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
 from ledger.services.reconciling import Reconciler, ReconcileRequest
-from ledger.services.syncing import SyncCursor
+from ledger.services.sync_cursor import SyncCursor
 from ledger.settings import load_settings
 from projections import Views, rebuild
 from projections.queries.audit import audit_document
 from projections.queries.reconcile_books import ReconcileBooks
-from scripts import bench_rebuild
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
+from scripts.bench_rebuild import raw_read
+from testing import histories
+from testing.clock import stamped_by
 
 ZONE = "America/New_York"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -114,32 +115,10 @@ class TradingClock:
         return self.now
 
 
-@contextlib.contextmanager
-def stamped_by(clock: Callable[[], datetime]) -> Iterator[None]:
-    """eventsourcing stamps events with `domain.datetime_now_with_tzinfo()`: ours meanwhile."""
-    original = es_domain.datetime_now_with_tzinfo
-    es_domain.datetime_now_with_tzinfo = clock
-    try:
-        yield
-    finally:
-        es_domain.datetime_now_with_tzinfo = original
-
-
 def symbol_universe(count: int) -> list[str]:
-    base = list(bench_rebuild.SYMBOLS)
+    base = list(histories.SYMBOLS)
     extra = [f"X{i:03d}" for i in range(max(0, count - len(base)))]
     return (base + extra)[:count]
-
-
-@contextlib.contextmanager
-def trading(symbols: list[str]) -> Iterator[None]:
-    """bench_rebuild's `_decision` and `_split` pick from its module-level SYMBOLS."""
-    original = bench_rebuild.SYMBOLS
-    bench_rebuild.SYMBOLS = symbols
-    try:
-        yield
-    finally:
-        bench_rebuild.SYMBOLS = original
 
 
 def trading_days(count: int, before: date) -> list[date]:
@@ -183,7 +162,7 @@ class History:
 
     def write(self, target: int) -> int:
         written = 0
-        with stamped_by(self.clock), trading(self.symbols):
+        with stamped_by(self.clock):
             for day in self.days:
                 if written >= target:
                     break
@@ -192,7 +171,7 @@ class History:
                 today = self._sync()
                 if self.rng.random() < 0.02:
                     self.splits += 1
-                    self.batch.append(bench_rebuild._split(self.rng, self.splits))
+                    self.batch.append(histories.split(self.rng, self.splits, symbols=self.symbols))
                     today += 1
                 reconcile_at = self.per_day - 20 if day.weekday() == 4 else None
                 while today < self.per_day and written + today < target:
@@ -200,8 +179,8 @@ class History:
                         reconcile_at = None
                         today += self._reconciliation()
                         continue
-                    aggregates, count = bench_rebuild._decision(
-                        self.rng, self.held, self.clock())
+                    aggregates, count = histories.decision(
+                        self.rng, self.held, self.clock(), self.symbols)
                     self.batch.extend(aggregates)
                     self.left_open.extend(
                         a for a in aggregates if isinstance(a, Order) and a.is_open)
@@ -287,18 +266,10 @@ def sync_snapshot(ledger: Ledger, held: dict[str, Decimal], when: datetime) -> B
         unresolved=(),
         through=ledger.last_notification_id(),
     )
-    positions = [
-        {"symbol": s, "qty": q, "avg_entry_price": Decimal(100),
-         "side": "long" if q > 0 else "short"}
-        for s, q in sorted(held.items())
-        if q
-    ]
-    return BrokerSnapshot(
-        broker="alpaca", paper=True, account_id="bench", cash=Decimal(100000),
-        equity=Decimal("150000.25"), buying_power=Decimal(200000), positions=positions,
-        open_orders=[], broker_time=when,
-        request={"fills_after": cursor.fills_after, "activities_after": cursor.activities_after,
-                 "watched_orders": 0, **cursor.as_request()},
+    return histories.broker_snapshot(
+        held, when,
+        {"fills_after": cursor.fills_after, "activities_after": cursor.activities_after,
+         "watched_orders": 0, **cursor.as_request()},
     )
 
 
@@ -360,10 +331,10 @@ def measure_reads(views: Views, rounds: int) -> dict[str, float]:
     raw, raw_paused, rebuilt = [], [], []
     events = 0
     for _ in range(rounds):
-        count, seconds = bench_rebuild.raw_read(ledger, PAGE_SIZE)
+        count, seconds = raw_read(ledger, PAGE_SIZE)
         raw.append(count / seconds)
         with collector_paused():
-            count, seconds = bench_rebuild.raw_read(ledger, PAGE_SIZE)
+            count, seconds = raw_read(ledger, PAGE_SIZE)
         raw_paused.append(count / seconds)
         report = rebuild(views)
         events = report.events
@@ -401,7 +372,7 @@ def measure_single_commits(ledger: Ledger, commits: int, symbols: list[str],
         middle = ledger.last_notification_id()
         started = time.perf_counter()
         for order in orders:
-            ledger.execute(order.id, reference_price=Decimal("100.25"))
+            ledger.submit(order.id, reference_price=Decimal("100.25"))
         executed = time.perf_counter() - started
     last = ledger.last_notification_id()
     return {

@@ -1,6 +1,6 @@
-"""The story of DESIGN.md section 1, told by running the real `commands` program.
+"""The story of docs/design.md ("The story"), told by running the real `commands` program.
 
-No Alpaca account is needed: a local Alpaca-compatible sandbox (scripts/alpaca_sandbox.py)
+No Alpaca account is needed: a local Alpaca-compatible sandbox (`python -m sandbox`)
 answers the real alpaca-py SDK over HTTP. Everything happens in a fresh folder
 (demo-output/ by default) with its own SQLite event store, so the demo never touches
 your ledger.db.
@@ -59,9 +59,8 @@ class Demo:
 def start_sandbox(workdir: Path) -> tuple[subprocess.Popen[str], str]:
     log = (workdir / "sandbox.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "alpaca_sandbox.py"), "--port", "0",
-         "--key", KEY, "--secret", SECRET],
-        stdout=subprocess.PIPE, stderr=log, text=True,
+        [sys.executable, "-m", "sandbox", "--port", "0", "--key", KEY, "--secret", SECRET],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
     )
     assert process.stdout is not None
     line = process.stdout.readline().strip()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -25,6 +26,7 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.brokers.port import BrokerAdapter
 from ledger.settings import Settings, load_settings
+from sandbox import AlpacaSandbox
 from tests.pg_cluster import ClusterUnavailable, ThrowawayCluster
 
 PG_URL = os.environ.get("LEDGER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -36,7 +38,7 @@ def _pg_connect() -> psycopg.Connection:
     return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
 
 
-def _with_query(url: str, **params: str) -> str:
+def with_query(url: str, **params: str) -> str:
     joiner = "&" if "?" in url else "?"
     return url + joiner + "&".join(f"{k}={v}" for k, v in params.items())
 
@@ -108,12 +110,36 @@ def password_pg() -> Iterator[ThrowawayCluster]:
     cluster.close()
 
 
+def drop_schema(name: str) -> None:
+    with _pg_connect() as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
     name = f"t_{RUN_ID}_{uuid.uuid4().hex[:10]}"
     yield name
-    with _pg_connect() as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    drop_schema(name)
+
+
+@contextmanager
+def fresh_store(kind: str, folder: Path, broker: AlpacaSandbox, prefix: str) -> Iterator[str]:
+    """The URL of an empty store of `kind` (a SQLite file in `folder`, or a PostgreSQL schema
+    named after `prefix`) for a package's story, with `broker` reset before and after; the
+    store is dropped afterwards."""
+    schema = None
+    if kind == "sqlite":
+        url = f"sqlite:///{folder / 'ledger.db'}"
+    else:
+        schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        url = with_query(PG_URL, schema=schema)
+    broker.reset()
+    try:
+        yield url
+    finally:
+        broker.reset()
+        if schema is not None:
+            drop_schema(schema)
 
 
 @pytest.fixture(params=STORES)
@@ -127,7 +153,7 @@ def database_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
     if store_kind == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     schema = request.getfixturevalue("pg_schema")
-    return _with_query(PG_URL, schema=schema)
+    return with_query(PG_URL, schema=schema)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from commands.web.context import WebContext
 from commands.web.guard import Guard
 from commands.web.pages import pages
 from commands.web.params import BadQuery
-from commands.web.transactions import PageOutOfRange
+from projections.queries.transactions import PageOutOfRange
 
 log = logging.getLogger(__name__)
 

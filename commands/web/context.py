@@ -17,10 +17,9 @@ from typing import Any, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from eventsourcing.application import AggregateNotFoundError
-
-from commands.web.explained import ExplainMemo
 from ledger.application import Ledger
+from projections.queries.explained import ExplainMemo
+from projections.queries.transactions import decision_rationale
 from projections.queries.views import Views
 
 T = TypeVar("T")
@@ -46,22 +45,6 @@ class Fresh:
         return self.generation, self.position
 
 
-def generation(views: Views) -> str:
-    """Changes whenever a view table is created, renamed or dropped (a rebuild's swap)."""
-    store = views.store
-    with store.read() as tx:
-        if store.dialect == "sqlite":
-            return str(tx.query("PRAGMA schema_version")[0][0])
-        rows = tx.query(
-            "SELECT string_agg(c.oid::text, ',' ORDER BY c.relname) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = COALESCE(NULLIF(?, ''), current_schema()) "
-            "AND left(c.relname, 5) = 'view_' AND c.relkind = 'r'",
-            (store.schema or "",),
-        )
-        return str(rows[0][0])
-
-
 class WebContext:
     def __init__(self, ledger: Ledger, *, timezone: str) -> None:
         self.ledger = ledger
@@ -82,7 +65,7 @@ class WebContext:
         """
         with self._catch_up_lock:
             position = self.views.catch_up()
-            fresh = Fresh(self.views, position, generation(self.views))
+            fresh = Fresh(self.views, position, self.views.generation())
             self.explained.advance(self.views, fresh.generation, position)
         return fresh
 
@@ -105,10 +88,7 @@ class WebContext:
         with self._cache_lock:
             if decision_id in self._rationales:
                 return self._rationales[decision_id]
-        try:
-            text = str(self.ledger.repository.get(decision_id).rationale)
-        except AggregateNotFoundError:
-            text = ""  # an order naming a decision the store lacks: shown without one
+        text = decision_rationale(self.ledger, decision_id)
         with self._cache_lock:
             self._rationales[decision_id] = text
             while len(self._rationales) > _RATIONALES:

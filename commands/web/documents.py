@@ -1,9 +1,7 @@
 """The JSON documents of the CLI's `--json`, served as the CLI prints them.
 
-`audit` and `reconciliations` call the very functions their commands call. `positions`
-builds its document from `commands.positions`' own row and account builders; the few
-lines that assemble them live inside that command's printing functions, so they are
-repeated here, and tests/web prove both give the same document.
+Each calls the very functions its command calls (`projections.queries`); tests/web prove
+both give the same document.
 """
 
 from __future__ import annotations
@@ -14,11 +12,12 @@ from typing import Any
 
 from commands.errors import CommandError
 from commands.output import jsonable
-from commands.positions import _position_document, parse_as_of
+from commands.positions import parse_as_of
 from commands.web.context import WebContext
 from commands.web.params import BadQuery
 from projections import books_at
 from projections.queries.audit import audit_document
+from projections.queries.positions import book_document, diff_document
 from projections.queries.reconciliations import reconciliations_document
 from projections.queries.views import Views
 
@@ -45,33 +44,14 @@ def positions_document(context: WebContext, views: Views, book: str,
     moment = instant or datetime.now(UTC)
     past = None if instant is None else books_at(context.ledger, instant, context.zone)
     if book == "diff":
-        rows = past.diff() if past is not None else views.diff()
-        return {
-            "book": "diff",
-            "as_of": moment,
-            "positions": [
-                {"symbol": r.symbol, "local_qty": r.local_qty, "broker_qty": r.broker_qty,
-                 "open_qty": r.open_qty, "delta": r.delta}
-                for r in rows
-            ],
-        }
-    if book == "broker":
-        if past is not None:
-            positions, account = past.broker_book(), past.broker_account
-        else:
-            broker = views.broker_book()
-            positions, account = broker.positions, broker.account
-    else:
-        positions, account = (past.local_book() if past is not None
-                              else views.local_book()), None
-    document: dict[str, Any] = {
-        "book": book,
-        "as_of": moment,
-        "positions": [_position_document(row) for row in positions],
-    }
-    if book == "broker":
-        document["account"] = None if account is None else account.document()
-    return document
+        return diff_document(moment, past.diff() if past is not None else views.diff())
+    if book == "local":
+        return book_document(book, moment,
+                             past.local_book() if past is not None else views.local_book())
+    if past is not None:
+        return book_document(book, moment, past.broker_book(), past.broker_account)
+    broker = views.broker_book()
+    return book_document(book, moment, broker.positions, broker.account)
 
 
 def audit(views: Views, day: date, symbol: str | None) -> dict[str, Any]:

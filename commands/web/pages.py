@@ -8,13 +8,14 @@ from typing import Any
 from flask import Blueprint, Response, current_app, render_template, request
 
 from commands.web import documents, params
-from commands.web.books import Books, banners, read_books
+from commands.web.books import banners
 from commands.web.context import Fresh, WebContext
-from commands.web.history import MAX_DAYS, Series, book_history, until
 from commands.web.svg import chart
-from commands.web.transactions import PURPOSES, STATUSES, OrderQuery, transactions
-from projections.engine.tables import AUDIT_DAYS
+from projections.queries.audit import listed_days
+from projections.queries.books import Books, read_books
+from projections.queries.history import MAX_DAYS, Series, book_history, until
 from projections.queries.reconciliations import DEFAULT_LIMIT
+from projections.queries.transactions import PURPOSES, STATUSES, OrderQuery, transactions
 
 pages = Blueprint("pages", __name__)
 
@@ -89,14 +90,6 @@ def transactions_page() -> str:
                            purposes=PURPOSES, statuses=STATUSES)
 
 
-def _listed_days(fresh: Fresh) -> list[tuple[str, int]]:
-    views = fresh.views
-    with views.store.read() as tx:
-        rows = views.store.select(tx, AUDIT_DAYS, columns=("day", "events"),
-                                  order=f'"day" DESC LIMIT {DAYS_LISTED}')
-    return [(row[0], row[1]) for row in rows]
-
-
 @pages.get("/audit")
 def audit_page() -> str:
     return _audit(params.text(request.args, "day"))
@@ -117,7 +110,7 @@ def _audit(day: str | None) -> str:
         document = web.cached(("audit", wanted, symbol), fresh,
                               lambda: documents.audit(fresh.views, wanted, symbol))
     return render_template("audit.html", document=document, day=wanted, symbol=symbol,
-                           days=_listed_days(fresh), rows=AUDIT_ROWS,
+                           days=listed_days(fresh.views, DAYS_LISTED), rows=AUDIT_ROWS,
                            holdings=[] if document is None else holdings(document))
 
 

@@ -1,5 +1,5 @@
-"""What a person can do about each kind of broker failure (docs/design.md: each failed
-order shows why and what to do).
+"""What a person can do about each kind of broker failure: each failed order shows why and
+what to do (docs/design.md, "Broker failures").
 
 One table keyed by `FailureKind`: the adapter decides the kind from its broker's own
 codes and messages, so these lines hold for any broker and name no broker's numbering.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from ledger.brokers.port import FailureKind
+from ledger.brokers.port import BrokerError, FailureKind
 
 HINTS: MappingProxyType[FailureKind, str] = MappingProxyType({
     FailureKind.NOT_FOUND: (
@@ -60,6 +60,20 @@ HINTS: MappingProxyType[FailureKind, str] = MappingProxyType({
 })
 
 
+# An order sent, but no answer says whether the broker has it (whatever the kind).
+OUTCOME_UNKNOWN_HINT = (
+    "the broker may have this order although no answer said so: the next run looks it up, "
+    "or sends it again under the same client order id, which the broker takes only once"
+)
+
+
 def hint(kind: FailureKind | None) -> str:
     """The line for a kind; None (a failure that names no kind) gets the general one."""
     return HINTS[kind or FailureKind.UNKNOWN]
+
+
+def hint_for(error: BrokerError | None) -> str:
+    """What a person can do about a failed order, by the kind the broker's adapter gave its
+    error. An error without a kind, or no error at all (the broker took the order, then
+    rejected it), gets the general line."""
+    return hint(None if error is None else error.kind)

@@ -97,7 +97,7 @@ class BrokerAnswer:
 
 
 class BrokerAdapter(Protocol):
-    """One per broker. Only the router calls `place_order` (DESIGN.md invariant 1)."""
+    """One per broker. Only the router calls `place_order` (docs/design.md, "One router")."""
 
     name: str
 
@@ -115,7 +115,8 @@ class BrokerAdapter(Protocol):
 
 
 class BrokerReadError(Exception):
-    """A read failed or came back incomplete: nothing read may be believed (invariant 9).
+    """A read failed or came back incomplete: nothing read may be believed (docs/design.md,
+    "A failed read is never flat").
 
     The message is one line a user can act on, and never holds a secret.
     """

@@ -27,6 +27,7 @@ from ledger.brokers.port import (
     OrderTicket,
 )
 from ledger.domain.order import ANSWERABLE_STATUSES, OUTCOME_UNKNOWN, Order
+from ledger.domain.values import order_terms
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,8 @@ LANDING_WINDOW = timedelta(minutes=5)
 def ticket_for(order: Order, reference_price: Decimal | None = None) -> OrderTicket:
     return OrderTicket(
         client_order_id=order.client_order_id,
-        symbol=order.symbol,
-        side=order.side,
-        qty=order.qty,
-        notional=order.notional,
-        order_type=order.order_type,
-        time_in_force=order.time_in_force,
-        limit_price=order.limit_price,
-        extended_hours=order.extended_hours,
         reference_price=reference_price,
+        **order_terms(order),
     )
 
 
@@ -61,7 +55,7 @@ class BrokerRouter:
 
     @property
     def paper(self) -> bool:
-        """False only for a live account: real money (DESIGN.md invariant 6)."""
+        """False only for a live account: real money (docs/design.md, "Paper stays paper")."""
         return bool(getattr(self.adapter, "paper", True))
 
     @property

@@ -21,7 +21,7 @@ __all__ = [
     "event_name",
 ]
 
-# Names users read in the audit trail (DESIGN.md section 2); the rest are the
+# Names users read in the audit trail (docs/design.md, "Event names"); the rest are the
 # aggregate's name followed by the event's.
 _RENAMED = {"BrokerSnapshot.Synced": "BrokerSynced"}
 

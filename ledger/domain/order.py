@@ -9,6 +9,27 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.order_status import (
+    ACCEPTED,
+    ANSWERABLE_STATUSES,
+    CANCELED,
+    EXPIRED,
+    FILLABLE_STATUSES,
+    FILLED,
+    OPEN_STATUSES,
+    OUTCOME_UNKNOWN,
+    PARTIALLY_FILLED,
+    REJECTABLE_STATUSES,
+    REJECTED,
+    REQUESTED,
+    SUBMITTED,
+    TERMINAL_STATUSES,
+    OrderStatus,
+    after_fill,
+    after_reversal,
+    after_submission_failed,
+    fill_completes,
+)
 from ledger.domain.values import InvalidInput, OrderIntent, Purpose
 
 # Namespace of every id this ledger derives, so that the same request always gets
@@ -16,22 +37,6 @@ from ledger.domain.values import InvalidInput, OrderIntent, Purpose
 LEDGER_NAMESPACE = UUID("6f1d3a52-8d0c-4b6e-9a53-0c5e3f0b7d21")
 
 CLIENT_ORDER_ID_PREFIX = "tl-"
-
-# A send to a remote broker began (`SendStarted`) and no answer that settles it is stored
-# yet: the order may exist at the broker. It keeps its client order id until a lookup or a
-# send under that same id settles it (docs/design.md, "Exactly once").
-OUTCOME_UNKNOWN = "outcome_unknown"
-OPEN_STATUSES = frozenset(
-    {"requested", OUTCOME_UNKNOWN, "submitted", "accepted", "partially_filled"}
-)
-# Statuses an order may leave for the broker's answer: never sent, sent with the answer
-# lost, or refused before (a retry asks the broker first).
-ANSWERABLE_STATUSES = frozenset({"requested", OUTCOME_UNKNOWN, "submission_failed"})
-TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
-# A fill can only be reported for an order the broker has: a rejected order or one
-# whose submission failed has no executions; a canceled or expired one may have had
-# executions before it ended, reported late by the broker.
-FILLABLE_STATUSES = frozenset({"submitted", "accepted", "partially_filled", "canceled", "expired"})
 
 
 class OrderTerms(Protocol):
@@ -151,7 +156,7 @@ class Order(Aggregate):
         self.time_in_force = time_in_force
         self.limit_price = limit_price
         self.extended_hours = extended_hours
-        self.status = "requested"
+        self.status: OrderStatus = REQUESTED
         self.broker: str | None = None
         self.broker_order_id: str | None = None
         self.filled_qty = Decimal(0)
@@ -188,7 +193,7 @@ class Order(Aggregate):
         here on a POST may have landed, so only the broker's answer settles the order, and
         it is never withdrawn as "never sent". Saved with optimistic concurrency, it also
         loses to a withdrawal stored first by another run: then nothing is sent."""
-        if self.status != "requested":
+        if self.status != REQUESTED:
             raise OrderStateError(f"cannot start sending an order that is {self.status}")
         self._send_started(broker=broker, at=datetime.now(UTC))
 
@@ -200,7 +205,7 @@ class Order(Aggregate):
 
     def withdraw_unsent(self, *, reason: str) -> None:
         """Cancel an order that provably never left: no send of it ever started."""
-        if self.status != "requested":
+        if self.status != REQUESTED:
             raise OrderStateError(
                 f"order {self.client_order_id} is {self.status}: only an order no send of "
                 "which ever started can be withdrawn"
@@ -225,7 +230,7 @@ class Order(Aggregate):
     def _submitted(self, broker: str, broker_order_id: str, via_lookup: bool) -> None:
         self.broker = broker
         self.broker_order_id = broker_order_id
-        self.status = "submitted"
+        self.status = SUBMITTED
 
     def mark_submission_failed(
         self,
@@ -261,30 +266,30 @@ class Order(Aggregate):
         outcome_unknown: bool = False,  # absent from events stored before it existed
     ) -> None:
         self.broker = broker
-        self.status = OUTCOME_UNKNOWN if outcome_unknown else "submission_failed"
+        self.status = after_submission_failed(outcome_unknown)
         self.failures.append({"code": code, "message": message, "retryable": retryable})
 
     def mark_accepted(self, *, broker_status: str) -> None:
-        if self.status == "accepted":
+        if self.status == ACCEPTED:
             return
-        if self.status != "submitted":
+        if self.status != SUBMITTED:
             raise OrderStateError(f"cannot accept an order that is {self.status}")
         self._accepted(broker_status=broker_status)
 
     @event("Accepted")
     def _accepted(self, broker_status: str) -> None:
-        self.status = "accepted"
+        self.status = ACCEPTED
 
     def mark_rejected(self, *, reason: str) -> None:
-        if self.status == "rejected":
+        if self.status == REJECTED:
             return
-        if self.status not in ANSWERABLE_STATUSES | {"submitted", "accepted"}:
+        if self.status not in REJECTABLE_STATUSES:
             raise OrderStateError(f"cannot reject an order that is {self.status}")
         self._rejected(reason=reason)
 
     @event("Rejected")
     def _rejected(self, reason: str) -> None:
-        self.status = "rejected"
+        self.status = REJECTED
 
     def record_fill(
         self, *, execution_id: str, qty: Decimal, price: Decimal, filled_at: datetime
@@ -302,8 +307,7 @@ class Order(Aggregate):
                 f"fill of {qty} would overfill order {self.client_order_id} "
                 f"({self.filled_qty} of {self.qty} filled)"
             )
-        complete = self.qty is not None and cumulative == self.qty
-        if complete or (self.qty is None and self.status in ("canceled", "expired")):
+        if fill_completes(self.status, self.qty, cumulative):
             self._filled(execution_id=execution_id, qty=qty, price=price, filled_at=filled_at)
         else:
             self._partially_filled(
@@ -319,25 +323,23 @@ class Order(Aggregate):
     @event("Filled")
     def _filled(self, execution_id: str, qty: Decimal, price: Decimal, filled_at: datetime) -> None:
         self._apply_fill(execution_id, qty, price)
-        if self.status not in ("canceled", "expired"):
-            self.status = "filled"
+        self.status = after_fill(self.status, complete=True)
 
     @event("PartiallyFilled")
     def _partially_filled(
         self, execution_id: str, qty: Decimal, price: Decimal, filled_at: datetime
     ) -> None:
         self._apply_fill(execution_id, qty, price)
-        if self.status not in ("canceled", "expired"):
-            self.status = "partially_filled"
+        self.status = after_fill(self.status, complete=False)
 
     def mark_notional_complete(self) -> None:
         """A notional order's last fill: the broker says it is filled, qty was unknown upfront."""
-        if self.status == "partially_filled" and self.qty is None:
+        if self.status == PARTIALLY_FILLED and self.qty is None:
             self._completed()
 
     @event("Completed")
     def _completed(self) -> None:
-        self.status = "filled"
+        self.status = FILLED
 
     def reverse_fill(self, *, execution_id: str, reason: str) -> None:
         """A busted or corrected trade: the execution is taken back, never edited away."""
@@ -354,11 +356,10 @@ class Order(Aggregate):
         self.reversed_executions.add(execution_id)
         self.filled_qty -= qty
         self.filled_value -= qty * price
-        if self.status == "filled" and self.qty is not None:
-            self.status = "partially_filled" if self.filled_qty else "accepted"
+        self.status = after_reversal(self.status, self.qty, self.filled_qty)
 
     def mark_canceled(self, *, reason: str) -> None:
-        if self.status == "canceled":
+        if self.status == CANCELED:
             return
         if self.status in TERMINAL_STATUSES:
             raise OrderStateError(f"cannot cancel an order that is {self.status}")
@@ -366,10 +367,10 @@ class Order(Aggregate):
 
     @event("Canceled")
     def _canceled(self, reason: str) -> None:
-        self.status = "canceled"
+        self.status = CANCELED
 
     def mark_expired(self) -> None:
-        if self.status == "expired":
+        if self.status == EXPIRED:
             return
         if self.status in TERMINAL_STATUSES:
             raise OrderStateError(f"cannot expire an order that is {self.status}")
@@ -377,4 +378,4 @@ class Order(Aggregate):
 
     @event("Expired")
     def _expired(self) -> None:
-        self.status = "expired"
+        self.status = EXPIRED

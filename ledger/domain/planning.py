@@ -130,7 +130,7 @@ def looks_like_split(local_qty: Decimal, broker_qty: Decimal) -> Decimal | None:
 
 
 def likely_cause(facts: SymbolFacts, delta: Decimal) -> str | None:
-    """DESIGN.md invariant 11: every difference carries its likely cause."""
+    """Every difference carries its likely cause (docs/design.md, "Explained differences")."""
     if delta == 0:
         return None
     ratio = None if facts.has_corporate_action else looks_like_split(facts.local_qty,

@@ -102,6 +102,13 @@ def normalise_symbol(value: Any) -> str:
     return symbol
 
 
+def parse_symbols(text: str | None) -> tuple[str, ...]:
+    """Comma-separated symbols, each normalised and kept once, in the order given."""
+    if not text:
+        return ()
+    return tuple(dict.fromkeys(normalise_symbol(part) for part in text.split(",") if part.strip()))
+
+
 Symbol = Annotated[str, BeforeValidator(normalise_symbol)]
 Quantity = Annotated[Decimal, _positive("qty")]
 Price = Annotated[Decimal, _positive("price")]
@@ -158,6 +165,25 @@ class OrderIntent(BaseModel):
             "limit_price": self.limit_price,
             "extended_hours": self.extended_hours,
         }
+
+
+# What an order asks a broker for: the fields `OrderIntent`, an `Order`, the router's
+# ticket and a broker's own order all have under these names.
+ORDER_TERMS = (
+    "symbol",
+    "side",
+    "qty",
+    "notional",
+    "order_type",
+    "time_in_force",
+    "limit_price",
+    "extended_hours",
+)
+
+
+def order_terms(source: Any) -> dict[str, Any]:
+    """The terms of an order, read from anything that has them, in `ORDER_TERMS` order."""
+    return {name: getattr(source, name) for name in ORDER_TERMS}
 
 
 def validate(model: type[BaseModel], **fields: Any) -> Any:

@@ -3,10 +3,10 @@
 A rebuild, a reconcile run with thousands of symbols and a save of thousands of events each
 allocate hundreds of thousands of small objects (events, rows, decimals, records) that
 never form reference cycles. Every 700 allocations start a collection that walks the young
-ones, and now and then one walks the whole heap: a seventh of a rebuild's time, a third of
-a 5,000-symbol dry run's CPU, a tenth of a bulk save's. Reference counting still frees all
-of it; the collector resumes when the block ends, however it ends. A collector the caller
-had already turned off stays off, so blocks nest.
+ones, and now and then one walks the whole heap, for a large share of the block's time
+(docs/performance.md, "The cycle collector paused for large blocks of work"). Reference
+counting still frees all of it; the collector resumes when the block ends, however it
+ends. A collector the caller had already turned off stays off, so blocks nest.
 """
 
 from __future__ import annotations

@@ -17,6 +17,14 @@ from eventsourcing.persistence import Notification
 
 
 @dataclass(frozen=True)
+class StoredEvent:
+    """One event as read back from the store, with its place in the global sequence."""
+
+    notification_id: int
+    event: Any
+
+
+@dataclass(frozen=True)
 class Window:
     """The notifications with ids in [start, stop] (of the topics asked for), oldest first."""
 

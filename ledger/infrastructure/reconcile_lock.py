@@ -26,7 +26,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 from ledger.domain.reconciliation_lock import LOCK_ID, LockHeld, LockLost, ReconciliationLock
 
 if TYPE_CHECKING:
-    from ledger.application import Ledger
+    from ledger.infrastructure.event_store import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class HeldLock:
     """The lock while one run holds it."""
 
     def __init__(
-        self, ledger: Ledger, run_id: UUID, lease: timedelta, now: Callable[[], datetime]
+        self, ledger: EventStore, run_id: UUID, lease: timedelta, now: Callable[[], datetime]
     ) -> None:
         self.ledger = ledger
         self.run_id = run_id
@@ -70,7 +70,7 @@ class HeldLock:
 
     @classmethod
     def acquire(
-        cls, ledger: Ledger, run_id: UUID, lease: timedelta, now: Callable[[], datetime]
+        cls, ledger: EventStore, run_id: UUID, lease: timedelta, now: Callable[[], datetime]
     ) -> HeldLock:
         try:
             lock: ReconciliationLock = ledger.repository.get(LOCK_ID)

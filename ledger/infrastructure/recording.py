@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -31,9 +31,13 @@ from eventsourcing.persistence import (
     Transcoding,
     UUIDAsHex,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
 from eventsourcing.utils import retry
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier
 
 # What eventsourcing's own transcodings compute, as the C functions they call. Only
 # these exact classes are short-cut: a subclass may encode differently.
@@ -42,6 +46,19 @@ _SAME_AS: dict[type[Transcoding], Callable[[Any], Any]] = {
     DecimalAsStr: Decimal.__str__,
     DatetimeAsISO: datetime.isoformat,
 }
+
+class DateAsISO(Transcoding):
+    """Calendar dates (a split's effective date) as ISO strings."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
 
 class LedgerTranscoder(JSONTranscoder):
     """`JSONTranscoder` whose encoding of a registered type is one Python call, not two."""
@@ -76,10 +93,10 @@ class CopyingPostgresRecorder(PostgresApplicationRecorder):
     """eventsourcing's PostgreSQL recorder, loading a large save's events with COPY.
 
     The library sends a save as one array of its composite type: psycopg builds every
-    row of it in Python and the server takes the array apart again (in isolation, COPY
-    of the same 5,001 rows took about half as long). COPY in binary streams the same
-    four columns into the same table, each row formatted in C, under the same EXCLUSIVE
-    lock and with the same NOTIFY: the rows it writes are the rows the library writes.
+    row of it in Python and the server takes the array apart again. COPY in binary
+    streams the same four columns into the same table, each row formatted in C, under
+    the same EXCLUSIVE lock and with the same NOTIFY: the rows it writes are the rows the
+    library writes.
 
     COPY cannot return the notification ids it was given, so they are read back: while
     the lock is held no other transaction inserts, the sequence only grows, and COPY
@@ -88,8 +105,8 @@ class CopyingPostgresRecorder(PostgresApplicationRecorder):
     """
 
     # Below this many events the library's one pipelined INSERT wins: COPY needs more
-    # round trips (measured: 1.04-1.10x the library's time from 2 to 100 rows, 0.90x
-    # at 500, 0.66x at 5,000).
+    # round trips (begin, lock, copy, ids, commit). The figures: docs/performance.md,
+    # "Bulk saves on PostgreSQL go in by COPY, from 500 events".
     COPY_FROM = 500
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
@@ -145,3 +162,24 @@ class CopyingPostgresRecorder(PostgresApplicationRecorder):
                 )
                 raise ProgrammingError(msg)
         return notification_ids
+
+
+def insert_in_binary(recorder: Any) -> None:
+    """PostgreSQL: send new events as a binary array of eventsourcing's composite type.
+
+    eventsourcing inserts `unnest(%s::stored_event[])`, so psycopg dumps the array as text,
+    escaping every byte of every event's state with regular expressions in Python: most of
+    a bulk save's time. `%b` picks the binary dumper that the same `register_composite`
+    registered on every connection: the same rows, sent without escaping. (A save too
+    small for COPY still goes this way, and so does any PostgreSQL recorder.)"""
+    if not isinstance(recorder, PostgresAggregateRecorder):
+        return
+
+    def binary(part: Composable) -> Composable:
+        if isinstance(part, Composed):
+            return Composed([binary(p) for p in part])
+        if isinstance(part, SQL):
+            return SQL(part.as_string().replace("%s", "%b"))
+        return part
+
+    recorder.insert_events_statement = binary(recorder.insert_events_statement)

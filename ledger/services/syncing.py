@@ -1,663 +1,272 @@
-"""Broker sync: read everything first, then map what the broker said onto events.
+"""Broker sync as the ledger's use case: read everything first, then map what the broker
+said onto events and store them in one save.
 
-`read_broker` makes every read through the broker port and fails as a whole
-(`BrokerReadError`) if any read fails: nothing is mapped from a partial picture
-(DESIGN.md invariant 9). `SyncMapper` is pure apart from loading aggregates: it
-turns the reads into order events (fills, state changes), external orders and
-corporate actions. Idempotency comes from the aggregates themselves: an order
-ignores an execution id it has seen, and external orders and corporate actions
-have ids derived from the broker's own ids.
+The reads are `ledger.services.sync_reads`, the mapping `ledger.services.sync_mapper`, the
+cursor a sync continues from `ledger.services.sync_cursor`. Each use case is a function of
+the ledger (`ledger.application.Ledger` has them as its methods: `ledger.sync()`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Protocol
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from ledger.brokers.answers import apply_answer
-from ledger.brokers.port import (
-    BrokerAccount,
-    BrokerActivity,
-    BrokerAnswer,
-    BrokerFill,
-    BrokerOrder,
-    BrokerPosition,
-    BrokerReader,
-    Execution,
-)
-from ledger.domain import CorporateAction, Order
-from ledger.domain.corporate_action import corporate_action_id
-from ledger.domain.order import external_order_id, order_id_from_client_order_id
-from ledger.domain.values import InvalidInput, OrderIntent, validate
+from eventsourcing.persistence import IntegrityError, Notification, PersistenceError
+from eventsourcing.utils import get_topic
 
-# Activities can become visible a little after the time they carry: each sync reads
-# this far back past the newest one it saw. Seen executions are ignored, so the overlap
-# costs a re-read, never a double count.
-OVERLAP = timedelta(minutes=2)
+from ledger.brokers.port import BrokerReader, BrokerReadError
+from ledger.domain import BrokerSnapshot, Order
+from ledger.domain.values import InvalidInput
+from ledger.infrastructure.event_store import SAVE_ATTEMPTS, SYNCED_TOPIC
+from ledger.services.sync_cursor import OVERLAP, SyncCursor, needs_watching
+from ledger.services.sync_mapper import SyncMapper
+from ledger.services.sync_reads import BrokerReads, WatchedOrder, read_broker
+from ledger.services.sync_report import SyncReport, open_order_record, position_record
 
-# Non-trade activities are dated by day at Alpaca: re-read a few days; their ids dedupe.
-ACTIVITY_OVERLAP = timedelta(days=3)
+if TYPE_CHECKING:
+    from ledger.application import Ledger
 
-BUSTED = frozenset({"canceled", "cancelled", "busted"})
-CORRECTED = frozenset({"correct", "corrected"})
-CORRECTION_SUFFIX = "#corrected"
+log = logging.getLogger(__name__)
 
-CORPORATE_ACTION_KINDS = {
-    "SPLIT": "split",
-    "NC": "symbol_change",
-    "MA": "merger",
-    "SPIN": "spinoff",
-    "REORG": "reorganization",
-}
-# Booked by Alpaca as two legs (shares out, shares in): one leg alone is not the whole story.
-TWO_LEGGED = frozenset({"SPLIT", "NC"})
-
-
-# -- what a sync continues from ----------------------------------------------------------
+DEFAULT_SYNC_LOOKBACK = timedelta(days=30)
+_REQUESTED_TOPIC = get_topic(Order.Requested)
+# Orders requested since the last sync are read forward from its position, this many a page.
+_REQUESTED_PAGE = 500
 
 
 @dataclass(frozen=True)
-class SyncCursor:
-    """Where the next sync continues: stored in `BrokerSynced.request`, kept in memory by
-    `commands run` between polls."""
+class OwnSync:
+    """The newest snapshot this process stored, and the cursor stored in it."""
 
-    fills_after: datetime
-    activities_after: datetime
-    # Ledger orders whose fate at the broker is not settled yet (open, or maybe sent).
-    unresolved: tuple[UUID, ...]
-    # Orders requested after this notification id were not known to the sync.
-    through: int
-
-    def as_request(self) -> dict[str, Any]:
-        return {
-            "next_fills_after": self.fills_after,
-            "next_activities_after": self.activities_after,
-            "unresolved_order_ids": list(self.unresolved),
-            "through_notification_id": self.through,
-        }
-
-    @classmethod
-    def from_request(cls, request: dict[str, Any]) -> SyncCursor | None:
-        try:
-            return cls(
-                fills_after=_as_datetime(request["next_fills_after"]),
-                activities_after=_as_datetime(request["next_activities_after"]),
-                unresolved=tuple(_as_uuid(v) for v in request["unresolved_order_ids"]),
-                through=int(request["through_notification_id"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
+    sync_id: UUID
+    cursor: SyncCursor
 
 
-def _as_datetime(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+def sync(ledger: Ledger, *, lookback: timedelta = DEFAULT_SYNC_LOOKBACK) -> SyncReport:
+    """Pull the broker's account, positions, open orders, fills and corporate actions,
+    and append one `BrokerSynced` with the order and fill events, in one save.
+
+    Every read happens before anything is written; a failed or incomplete read raises
+    `BrokerReadError` and stores nothing. Running it again records nothing twice.
+    `lookback` bounds how far back the very first sync reads fills.
+    """
+    return _sync(ledger, last_cursor(ledger), lookback=lookback, snapshot=True)
 
 
-def _as_uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
-
-
-def needs_watching(order: Order, broker: str) -> bool:
-    """An order whose state at the broker the next sync must ask about."""
-    if order.broker not in (None, broker):
-        return False
-    if order.status == "submission_failed":
-        # A retryable failure may hide an order the broker did create (a lost reply).
-        return bool(order.failures) and bool(order.failures[-1].get("retryable"))
-    return order.is_open
-
-
-# -- reads -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WatchedOrder:
-    order_id: UUID
-    client_order_id: str
-    broker_order_id: str | None
-
-
-@dataclass(frozen=True)
-class BrokerReads:
-    """Everything one sync read from the broker, all of it from successful answers."""
-
-    broker_time: datetime
-    account: BrokerAccount | None
-    positions: list[BrokerPosition] | None
-    open_orders: list[BrokerOrder]
-    fills: list[BrokerFill]
-    activities: list[BrokerActivity]
-    # Every broker order the reads concern (open, watched, or named by a fill), by id.
-    orders: dict[str, BrokerOrder]
-    fills_after: datetime
-    activities_after: datetime
-    lookups: int = 0
-    # What the reads could not square (an execution of an order the broker cannot show).
-    warnings: tuple[str, ...] = ()
-
-
-def read_broker(
-    reader: BrokerReader,
+def poll(
+    ledger: Ledger,
+    cursor: SyncCursor | None = None,
     *,
-    watched: Iterable[WatchedOrder],
-    fills_after: datetime,
-    activities_after: datetime,
-    with_account: bool = True,
-) -> BrokerReads:
-    """All reads, before anything is written. Raises BrokerReadError on any failure."""
-    account = reader.get_account() if with_account else None
-    broker_time = reader.get_clock()
-    positions = reader.list_positions() if with_account else None
-    open_orders = reader.list_open_orders()
-    fills = reader.list_fills(fills_after)
-    activities = reader.list_position_activities(activities_after)
+    lookback: timedelta = DEFAULT_SYNC_LOOKBACK,
+) -> SyncReport:
+    """Keep orders and fills current without a new snapshot: what `commands run` does
+    between syncs. Continues from `cursor` (a previous report's) or the last sync."""
+    if cursor is None:
+        cursor = last_cursor(ledger)
+    return _sync(ledger, cursor, lookback=lookback, snapshot=False)
 
-    orders = {o.broker_order_id: o for o in open_orders}
-    open_by_client = {o.client_order_id: o for o in open_orders}
-    lookups = 0
-    for order in watched:
-        if order.client_order_id in open_by_client:
+
+def keep_current(
+    ledger: Ledger,
+    stop: threading.Event,
+    *,
+    interval: float = 5.0,
+    resync_interval: float = 900.0,
+    lookback: timedelta = DEFAULT_SYNC_LOOKBACK,
+    on_report: Callable[[SyncReport], None] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
+) -> SyncReport:
+    """The service loop: sync now, then poll every `interval` seconds (and take a full
+    snapshot every `resync_interval`) until `stop` is set. A failed start-up sync
+    raises; a failed poll (the broker, or the event store: a restarted database
+    server) is reported to `on_error` and tried again next time."""
+    report = ledger.sync(lookback=lookback)
+    if on_report is not None:
+        on_report(report)
+    cursor = report.cursor
+    last_snapshot = time.monotonic()
+    while not stop.wait(interval):
+        try:
+            if time.monotonic() - last_snapshot >= resync_interval:
+                report = ledger.sync(lookback=lookback)
+                last_snapshot = time.monotonic()
+            else:
+                report = ledger.poll(cursor, lookback=lookback)
+        except (BrokerReadError, PersistenceError) as error:
+            # IntegrityError (another writer first) is a PersistenceError too. A store
+            # that went away is reconnected by the pool (pre-ping) once it is back.
+            log.warning("poll failed: %s", error)
+            if on_error is not None:
+                on_error(error)
             continue
-        lookups += 1
-        if order.broker_order_id is not None:
-            found = reader.get_order(order.broker_order_id)
-        else:
-            found = reader.get_order_by_client_id(order.client_order_id)
-        if found is not None:
-            orders[found.broker_order_id] = found
-    unattributed: list[str] = []
-    for fill in fills:
-        if fill.broker_order_id in orders:
-            continue
-        lookups += 1
-        found = reader.get_order(fill.broker_order_id)
-        if found is None:
-            # An order the broker no longer shows (placed long ago, purged): the execution
-            # still moved the account, so it is recorded under an order of unknown terms.
-            found = unknown_order(fill)
-            unattributed.append(
-                f"the broker reports execution {fill.activity_id} ({fill.side} {fill.qty} "
-                f"{fill.symbol}) of order {fill.broker_order_id} but has no such order: "
-                "recorded as an external fill, its order unknown"
-            )
-        orders[found.broker_order_id] = found
-    return BrokerReads(
-        broker_time=broker_time,
-        account=account,
-        positions=positions,
-        open_orders=open_orders,
-        fills=fills,
-        activities=activities,
-        orders=orders,
+        cursor = report.cursor
+        if on_report is not None:
+            on_report(report)
+    return report
+
+
+def last_cursor(ledger: Ledger) -> SyncCursor | None:
+    """Where the newest sync left off: the cursor in its request, all a sync needs of it.
+
+    A snapshot holds a row per position held: decoding one to read its cursor would cost
+    a reconcile more than its planning. So the newest snapshot is found from the end of
+    the log by its notification alone; when it is the one this process stored, its cursor
+    is known (events never change); when another process synced since, that one event is
+    decoded.
+    """
+    newest = next(ledger.newest_of(SYNCED_TOPIC), None)
+    if newest is None:
+        return None
+    own = ledger.own_sync
+    if own is not None and own.sync_id == newest.originator_id:
+        return own.cursor
+    synced: BrokerSnapshot.Synced = ledger.mapper.to_domain_event(newest)
+    return SyncCursor.from_request(synced.request)
+
+
+def _reader(ledger: Ledger) -> BrokerReader:
+    reader = ledger.router.reader
+    if reader is None:
+        raise InvalidInput(
+            f"the {ledger.router.broker} broker keeps no account to sync: "
+            "set BROKER_PROVIDER=alpaca"
+        )
+    return reader
+
+
+def _sync(
+    ledger: Ledger, cursor: SyncCursor | None, *, lookback: timedelta, snapshot: bool
+) -> SyncReport:
+    reader = _reader(ledger)
+    broker = reader.name
+    through = ledger.last_notification_id()
+    watched = [o for o in map(ledger.load_order, _watched_order_ids(ledger, cursor, through))
+               if o is not None and needs_watching(o, broker)]
+    fills_after, activities_after = _starting_points(cursor, watched, lookback)
+    reads = read_broker(
+        reader,
+        watched=[WatchedOrder(o.id, o.client_order_id, o.broker_order_id) for o in watched],
         fills_after=fills_after,
         activities_after=activities_after,
-        lookups=lookups,
-        warnings=tuple(unattributed),
+        with_account=snapshot,
+    )
+    for attempt in range(SAVE_ATTEMPTS):
+        # Fresh aggregates on every attempt: a failed save leaves its events nowhere.
+        fresh = [o for o in map(ledger.load_order, (o.id for o in watched)) if o is not None]
+        outcome = SyncMapper(ledger, broker=broker, watched=fresh).map(reads)
+        next_cursor = SyncCursor(
+            fills_after=outcome.fills_after or fills_after,
+            activities_after=outcome.activities_after or activities_after,
+            unresolved=tuple(outcome.unresolved),
+            through=through,
+        )
+        positions = [position_record(p) for p in reads.positions or []]
+        open_orders = [
+            open_order_record(o, outcome.ledger_orders.get(o.broker_order_id))
+            for o in reads.open_orders
+        ]
+        aggregates: list[Any] = list(outcome.aggregates)
+        synced: BrokerSnapshot | None = None
+        if snapshot:
+            synced = _snapshot(reader, reads, positions, open_orders, request={
+                "fills_after": fills_after,
+                "activities_after": activities_after,
+                "watched_orders": len(watched),
+                **next_cursor.as_request(),
+            })
+            aggregates.insert(0, synced)
+        try:
+            if aggregates:
+                ledger.save(*aggregates)
+        except IntegrityError:
+            if attempt == SAVE_ATTEMPTS - 1:
+                raise
+            log.info("another writer recorded part of this sync first; mapping again")
+            continue
+        if synced is not None:
+            ledger.own_sync = OwnSync(synced.id, next_cursor)
+        return SyncReport(
+            broker=broker,
+            paper=reader.paper,
+            broker_time=reads.broker_time,
+            cursor=next_cursor,
+            sync_id=None if synced is None else synced.id,
+            account=reads.account,
+            positions=positions,
+            open_orders=open_orders,
+            new_fills=outcome.new_fills,
+            new_orders=outcome.new_orders,
+            updated_orders=outcome.updated_orders,
+            reversals=outcome.reversals,
+            corporate_actions=len(outcome.actions),
+            lookups=reads.lookups,
+            warnings=outcome.warnings,
+        )
+    raise AssertionError("unreachable")
+
+
+def _snapshot(
+    reader: BrokerReader,
+    reads: BrokerReads,
+    positions: list[dict[str, Any]],
+    open_orders: list[dict[str, Any]],
+    *,
+    request: dict[str, Any],
+) -> BrokerSnapshot:
+    account = reads.account
+    assert account is not None
+    return BrokerSnapshot(
+        broker=reader.name,
+        paper=reader.paper,
+        account_id=account.account_id,
+        cash=account.cash,
+        equity=account.equity,
+        buying_power=account.buying_power,
+        positions=positions,
+        open_orders=open_orders,
+        broker_time=reads.broker_time,
+        request=request,
     )
 
 
-def unknown_order(fill: BrokerFill) -> BrokerOrder:
-    """The order of an execution whose order the broker cannot show: known only by its id
-    and what the execution says."""
-    return BrokerOrder(
-        broker_order_id=fill.broker_order_id,
-        client_order_id="",
-        symbol=fill.symbol,
-        side=fill.side,
-        order_type="unknown",
-        time_in_force="unknown",
-        status=fill.order_status or "filled",
-        qty=None,
-        notional=None,
-        limit_price=None,
-        extended_hours=False,
-        filled_qty=fill.cum_qty,
-        filled_avg_price=None,
-        created_at=fill.transaction_time,
-    )
+def _watched_order_ids(ledger: Ledger, cursor: SyncCursor | None, through: int) -> list[UUID]:
+    """The orders still unsettled at the last sync, plus every order requested since."""
+    ids = dict.fromkeys(cursor.unresolved if cursor else ())
+    start = cursor.through if cursor else 0
+    for notification in _requested(ledger, start, through):
+        ids[ledger.mapper.to_domain_event(notification).originator_id] = None
+    return list(ids)
 
 
-# -- mapping -----------------------------------------------------------------------------
-
-
-class AggregateSource(Protocol):
-    """What the mapper may ask of the store: read-only loads."""
-
-    def load_order(self, order_id: UUID) -> Order | None: ...
-
-    def has_aggregate(self, aggregate_id: UUID) -> bool: ...
-
-
-@dataclass(frozen=True)
-class ExternalTerms:
-    """The terms of an order found at the broker, kept as the broker states them.
-
-    An `OrderIntent` would refuse some of them (a stop order, an option symbol), but a
-    ledger must record what happened, not what it would have allowed.
-    """
-
-    symbol: str
-    side: str
-    qty: Decimal | None
-    notional: Decimal | None
-    order_type: str
-    time_in_force: str
-    limit_price: Decimal | None
-    extended_hours: bool
-
-    def as_event_fields(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "side": self.side,
-            "qty": self.qty,
-            "notional": self.notional,
-            "order_type": self.order_type,
-            "time_in_force": self.time_in_force,
-            "limit_price": self.limit_price,
-            "extended_hours": self.extended_hours,
-        }
-
-
-def external_terms(order: BrokerOrder) -> OrderIntent | ExternalTerms:
-    try:
-        intent: OrderIntent = validate(
-            OrderIntent,
-            symbol=order.symbol,
-            side=order.side,
-            qty=order.qty,
-            notional=order.notional,
-            order_type=order.order_type,
-            time_in_force=order.time_in_force,
-            limit_price=order.limit_price,
-            extended_hours=order.extended_hours,
+def _requested(ledger: Ledger, after: int, through: int) -> Iterator[Notification]:
+    """The `Order.Requested` notifications after one position of the log, up to another."""
+    position = after
+    while position < through:
+        page = ledger.recorder.select_notifications(
+            start=position,
+            limit=_REQUESTED_PAGE,
+            stop=through,
+            topics=[_REQUESTED_TOPIC],
+            inclusive_of_start=False,
         )
-        return intent
-    except InvalidInput:
-        return ExternalTerms(
-            symbol=order.symbol,
-            side=order.side,
-            qty=order.qty,
-            notional=order.notional,
-            order_type=order.order_type,
-            time_in_force=order.time_in_force,
-            limit_price=order.limit_price,
-            extended_hours=order.extended_hours,
-        )
+        if not page:
+            return
+        yield from page
+        position = page[-1].id
 
 
-@dataclass(frozen=True)
-class CorporateActionFacts:
-    key: str  # the broker activity id the action is recorded under
-    kind: str
-    symbol: str
-    new_symbol: str | None
-    ratio: Decimal
-    effective_date: date | None
-    description: str
-    legs: tuple[str, ...]
-
-
-def corporate_actions(
-    activities: Iterable[BrokerActivity],
-) -> tuple[list[CorporateActionFacts], list[BrokerActivity]]:
-    """Pair the legs Alpaca books (shares out, shares in) into one action each.
-
-    Returns the complete actions and the activities of incomplete ones, which wait for
-    their other leg (the next sync reads them again).
-    """
-    groups: dict[str, list[BrokerActivity]] = defaultdict(list)
-    for activity in activities:
-        if activity.activity_type not in CORPORATE_ACTION_KINDS:
-            continue
-        if activity.status in BUSTED:
-            continue
-        groups[activity.group_id or activity.activity_id].append(activity)
-    complete: list[CorporateActionFacts] = []
-    waiting: list[BrokerActivity] = []
-    for legs in groups.values():
-        legs.sort(key=lambda a: a.activity_id)
-        facts = _action_from_legs(legs)
-        if facts is None:
-            waiting.extend(legs)
-        else:
-            complete.append(facts)
-    complete.sort(key=lambda f: f.key)
-    return complete, waiting
-
-
-def _action_from_legs(legs: list[BrokerActivity]) -> CorporateActionFacts | None:
-    first = legs[0]
-    kind = first.activity_type
-    out = [a for a in legs if a.qty is not None and a.qty < 0 and a.symbol]
-    into = [a for a in legs if a.qty is not None and a.qty > 0 and a.symbol]
-    if kind in TWO_LEGGED and (len(out) != 1 or len(into) != 1):
-        return None
-    if out and into:
-        old, new = out[0], into[0]
-        assert old.qty is not None and new.qty is not None and old.symbol and new.symbol
-        symbol = old.symbol
-        new_symbol = new.symbol if new.symbol != old.symbol else None
-        ratio = new.qty / -old.qty
-    elif out:
-        # Shares left for cash or nothing (a cash merger, a delisting).
-        symbol, new_symbol, ratio = str(out[0].symbol), None, Decimal(0)
-    elif into:
-        # Shares arrived with no shares leaving (a spin-off): the qty is in the description.
-        symbol, new_symbol, ratio = str(into[0].symbol), None, Decimal(1)
-    else:
-        return None
-    description = first.description or f"{kind} {symbol}"
-    return CorporateActionFacts(
-        key=first.activity_id,
-        kind=CORPORATE_ACTION_KINDS[kind],
-        symbol=symbol,
-        new_symbol=new_symbol,
-        ratio=ratio,
-        effective_date=first.on,
-        description=description,
-        legs=tuple(a.activity_id for a in legs),
-    )
-
-
-def _activity_time(activity: BrokerActivity) -> datetime:
-    if activity.created_at is not None:
-        return activity.created_at
-    if activity.on is not None:
-        return datetime(activity.on.year, activity.on.month, activity.on.day, tzinfo=UTC)
-    return datetime.min.replace(tzinfo=UTC)
-
-
-def executions_of(fills: Iterable[BrokerFill]) -> tuple[list[Execution], list[BrokerFill]]:
-    """Plain executions, and the fills that take an execution back or correct it."""
-    plain: list[Execution] = []
-    changes: list[BrokerFill] = []
-    for fill in fills:
-        if fill.status in BUSTED or fill.status in CORRECTED:
-            changes.append(fill)
-            continue
-        plain.append(
-            Execution(
-                execution_id=fill.activity_id,
-                qty=fill.qty,
-                price=fill.price,
-                filled_at=fill.transaction_time,
-                cum_qty=fill.cum_qty,
-            )
-        )
-    return plain, changes
-
-
-@dataclass
-class SyncOutcome:
-    orders: list[Order] = field(default_factory=list)
-    actions: list[CorporateAction] = field(default_factory=list)
-    new_fills: int = 0
-    new_orders: int = 0
-    updated_orders: int = 0
-    reversals: int = 0
-    warnings: list[str] = field(default_factory=list)
-    unresolved: list[UUID] = field(default_factory=list)
-    fills_after: datetime | None = None
-    activities_after: datetime | None = None
-    # The ledger's order behind each broker order the reads concern, by broker order id.
-    ledger_orders: dict[str, Order] = field(default_factory=dict)
-
-    @property
-    def aggregates(self) -> list[Order | CorporateAction]:
-        return [*self.orders, *self.actions]
-
-
-class SyncMapper:
-    """Maps one set of reads onto aggregates. Use once per attempt: it caches loads."""
-
-    def __init__(self, source: AggregateSource, *, broker: str, watched: Iterable[Order]) -> None:
-        self.source = source
-        self.broker = broker
-        self._orders: dict[UUID, Order] = {o.id: o for o in watched}
-        self._watched = list(self._orders)
-
-    def map(self, reads: BrokerReads) -> SyncOutcome:
-        outcome = SyncOutcome(warnings=list(reads.warnings))
-        fills_by_order: dict[str, list[BrokerFill]] = defaultdict(list)
-        for fill in reads.fills:
-            fills_by_order[fill.broker_order_id].append(fill)
-        failed_fill_times: list[datetime] = []
-        touched: dict[UUID, Order] = {}
-        for broker_order in sorted(
-            reads.orders.values(), key=lambda o: (o.created_at, o.broker_order_id)
-        ):
-            fills = fills_by_order.get(broker_order.broker_order_id, [])
-            order = self._order_for(broker_order, outcome)
-            outcome.ledger_orders[broker_order.broker_order_id] = order
-            try:
-                self._apply(order, broker_order, fills, outcome)
-            except InvalidInput as error:
-                # The broker's account contradicts the ledger's order: record nothing for
-                # it, say so, and read its fills again next time.
-                outcome.warnings.append(
-                    f"order {order.client_order_id} ({broker_order.symbol}) was not updated: "
-                    f"{error}"
-                )
-                failed_fill_times.extend(f.transaction_time for f in fills)
-                touched.pop(order.id, None)
-                self._orders.pop(order.id, None)
-                continue
-            touched[order.id] = order
-        outcome.orders = [o for o in touched.values() if o.pending_events]
-        outcome.updated_orders = sum(
-            1 for o in outcome.orders if o.version - len(o.pending_events) > 0
-        )
-
-        actions, waiting = corporate_actions(reads.activities)
-        for facts in actions:
-            action_id = corporate_action_id(self.broker, facts.key)
-            if self.source.has_aggregate(action_id):
-                continue
-            outcome.actions.append(
-                CorporateAction(
-                    id=action_id,
-                    broker=self.broker,
-                    activity_id=facts.key,
-                    kind=facts.kind,
-                    symbol=facts.symbol,
-                    new_symbol=facts.new_symbol,
-                    ratio=facts.ratio,
-                    effective_date=facts.effective_date,
-                    description=facts.description,
-                )
-            )
-        if waiting:
-            outcome.warnings.append(
-                "corporate action waiting for its other leg at the broker: "
-                + ", ".join(sorted({a.activity_id for a in waiting}))
-            )
-
-        outcome.unresolved = sorted(
-            (o.id for o in {**self._orders, **touched}.values() if needs_watching(o, self.broker)),
-            key=str,
-        )
-        outcome.fills_after = next_cursor(
-            reads.fills_after, [f.transaction_time for f in reads.fills], failed_fill_times
-        )
-        outcome.activities_after = next_cursor(
-            reads.activities_after,
-            [_activity_time(a) for a in reads.activities],
-            [_activity_time(a) for a in waiting],
-            ACTIVITY_OVERLAP,
-        )
-        return outcome
-
-    def _order_for(self, broker_order: BrokerOrder, outcome: SyncOutcome) -> Order:
-        own_id = order_id_from_client_order_id(broker_order.client_order_id)
-        if own_id is not None:
-            own = self._load(own_id)
-            if own is not None:
-                return own
-        external_id = external_order_id(self.broker, broker_order.broker_order_id)
-        existing = self._load(external_id)
-        if existing is not None:
-            return existing
-        adopted = Order.adopt_external(
-            broker=self.broker,
-            broker_order_id=broker_order.broker_order_id,
-            client_order_id=broker_order.client_order_id,
-            intent=external_terms(broker_order),
-        )
-        self._orders[adopted.id] = adopted
-        outcome.new_orders += 1
-        return adopted
-
-    def _load(self, order_id: UUID) -> Order | None:
-        if order_id not in self._orders:
-            found = self.source.load_order(order_id)
-            if found is None:
-                return None
-            self._orders[order_id] = found
-        return self._orders[order_id]
-
-    def _apply(
-        self,
-        order: Order,
-        broker_order: BrokerOrder,
-        fills: list[BrokerFill],
-        outcome: SyncOutcome,
-    ) -> None:
-        plain, changes = executions_of(fills)
-        before = len(order.executions)
-        rejected = broker_order.status == "rejected"
-        answer = BrokerAnswer(
-            broker=self.broker,
-            broker_order_id=broker_order.broker_order_id,
-            status=broker_order.status,
-            executions=tuple(plain),
-            rejection_reason="rejected by the broker" if rejected else None,
-            filled_qty=broker_order.filled_qty,
-            filled_avg_price=broker_order.filled_avg_price,
-        )
-        apply_answer(order, answer)
-        for change in sorted(changes, key=lambda f: (f.transaction_time, f.activity_id)):
-            outcome.reversals += self._apply_change(order, change)
-        outcome.new_fills += len(order.executions) - before
-
-    @staticmethod
-    def _apply_change(order: Order, change: BrokerFill) -> int:
-        """A busted execution is taken back; a corrected one is taken back and booked anew."""
-        reversed_count = 0
-        execution_id = change.activity_id
-        if execution_id in order.executions and execution_id not in order.reversed_executions:
-            reason = "busted" if change.status in BUSTED else "corrected"
-            order.reverse_fill(execution_id=execution_id, reason=f"{reason} by the broker")
-            reversed_count = 1
-        if change.status in CORRECTED:
-            order.record_fill(
-                execution_id=execution_id + CORRECTION_SUFFIX,
-                qty=change.qty,
-                price=change.price,
-                filled_at=change.transaction_time,
-            )
-        return reversed_count
-
-
-def next_cursor(
-    after: datetime,
-    seen: Iterable[datetime],
-    unfinished: Iterable[datetime],
-    overlap: timedelta = OVERLAP,
-) -> datetime:
-    """Continue past the newest activity seen (less the overlap), but stay before any that
-    has to be read again, and never move backwards."""
-    pending = list(unfinished)
-    times = pending or list(seen)
-    if not times:
-        return after
-    mark = min(times) if pending else max(times)
-    return max(after, mark - overlap)
-
-
-# -- the snapshot --------------------------------------------------------------------------
-
-
-def position_record(position: BrokerPosition) -> dict[str, Any]:
-    return {
-        "symbol": position.symbol,
-        "qty": position.qty,
-        "avg_entry_price": position.avg_entry_price,
-        "side": position.side,
-        "asset_class": position.asset_class,
-        "market_value": position.market_value,
-        "cost_basis": position.cost_basis,
-    }
-
-
-def open_order_record(order: BrokerOrder, ledger_order: Order | None) -> dict[str, Any]:
-    return {
-        "broker_order_id": order.broker_order_id,
-        "client_order_id": order.client_order_id,
-        "order_id": None if ledger_order is None else ledger_order.id,
-        "purpose": None if ledger_order is None else ledger_order.purpose,
-        "symbol": order.symbol,
-        "side": order.side,
-        "type": order.order_type,
-        "time_in_force": order.time_in_force,
-        "qty": order.qty,
-        "notional": order.notional,
-        "limit_price": order.limit_price,
-        "filled_qty": order.filled_qty,
-        "status": order.status,
-        "created_at": order.created_at,
-    }
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """What one sync or poll did: for people (`commands sync`) and programs (`--json`)."""
-
-    broker: str
-    paper: bool
-    broker_time: datetime
-    cursor: SyncCursor
-    sync_id: UUID | None = None  # the BrokerSynced stream; None for a poll
-    account: BrokerAccount | None = None
-    positions: list[dict[str, Any]] = field(default_factory=list)
-    open_orders: list[dict[str, Any]] = field(default_factory=list)
-    new_fills: int = 0
-    new_orders: int = 0
-    updated_orders: int = 0
-    reversals: int = 0
-    corporate_actions: int = 0
-    lookups: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def document(self) -> dict[str, Any]:
-        account = self.account
-        return {
-            "broker": self.broker,
-            "paper": self.paper,
-            "sync_id": self.sync_id,
-            "broker_time": self.broker_time,
-            "account": None
-            if account is None
-            else {
-                "id": account.account_id,
-                "status": account.status,
-                "currency": account.currency,
-                "cash": account.cash,
-                "equity": account.equity,
-                "buying_power": account.buying_power,
-            },
-            "positions": self.positions,
-            "open_orders": self.open_orders,
-            "new": {
-                "fills": self.new_fills,
-                "orders": self.new_orders,
-                "order_updates": self.updated_orders,
-                "reversals": self.reversals,
-                "corporate_actions": self.corporate_actions,
-            },
-            "warnings": self.warnings,
-        }
+def _starting_points(
+    cursor: SyncCursor | None, watched: Sequence[Order], lookback: timedelta
+) -> tuple[datetime, datetime]:
+    if cursor is not None:
+        return cursor.fills_after, cursor.activities_after
+    start = datetime.now(UTC) - lookback
+    # The first sync: an unsettled order older than the lookback needs all its fills.
+    oldest = min((o.created_on for o in watched), default=start + OVERLAP)
+    return min(start, oldest - OVERLAP), start

@@ -1,88 +1,147 @@
-"""Replaying one trading day through the views' own fold, at a cost in proportion to that day.
+"""The audit index: each trading day's run of notification ids, and both books at its close.
 
-The audit index says which notification ids a day holds and how both books stood at
-the close of every day. A day's replay starts from the previous day's close, reads
-only that day's events, and folds them with the same `FoldState` the views use; the
-history it needs besides (an order's purpose and symbol, a symbol's earlier lines when
-a fill is reversed) comes from the views, never from re-reading older events.
+A day's close is a document (canonical JSON) of both books, the broker account and the
+ids of the orders open at it: a day's replay starts from the previous day's close, so it
+reads only that day's events (`projections.engine.day_replay`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Set
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
-from projections.engine.runner import read_page
-from projections.model.fold import AuditDay, FoldState
-from projections.model.positions import Line
-from projections.queries.views import PositionRow, Views, position_rows
-
-Step = Callable[[int, Any, FoldState], None]
-
-
-@dataclass(frozen=True)
-class DayReplay:
-    day: AuditDay
-    opening_local: list[PositionRow]
-    opening_broker: list[PositionRow]
-    closing_local: list[PositionRow]
-    closing_broker: list[PositionRow]
-    state: FoldState  # after the day's last event
-    closing_document: str  # equals day.closing when the views were built by this fold
+from projections.model.fold import FoldState
+from projections.model.numbers import canonical
+from projections.model.positions import Position
+from projections.model.records import BrokerAccountState
 
 
-def opening_state(views: Views, day: date, first_seq: int) -> FoldState:
-    """The fold as `day` began (its first event is `first_seq`): the previous close's books,
-    account and open orders; when a fill reversed on the day replays a symbol, its lines
-    from before the day come from the views."""
+@dataclass(slots=True)
+class AuditDay:
+    """One trading day: its events are notifications first_seq..last_seq (a contiguous run)."""
 
-    def history(book: str) -> Callable[[str, int], list[Line]]:
-        return lambda symbol, start_seq: views.lines(book, symbol, start_seq, first_seq)
-
-    state = FoldState(
-        views.zone, local_lines=history("local"), broker_lines=history("broker"), audit=False
-    )
-    opening = views.opening_document(day)
-    if opening is not None:
-        state.load_opening(opening)
-    return state
+    day: date
+    first_seq: int
+    last_seq: int
+    events: int
+    closing: str = ""  # canonical JSON of both books after the day's last event
 
 
-def replay_day(views: Views, day: date, on_event: Step | None = None) -> DayReplay | None:
-    """Fold the events of `day` from its opening books; None when nothing happened that day.
+class AuditIndexer:
+    """Assigns each event to a trading day in the ledger's time zone.
 
-    `on_event(seq, event, state)` is called after each event is applied, for a
-    step-by-step account. Orders in `state.orders` come from the orders view, so their
-    purpose, symbol and side are right but their status is today's, not the day's.
+    A day is a contiguous run of notification ids: an event whose clock reads earlier
+    than the day already open (two writers' clocks a hair apart at midnight) joins the
+    open day. So a day's opening state is exactly the previous day's closing state, and
+    replaying a day never needs an event outside its run.
     """
-    found = views.audit_day(day)
-    if found is None:
-        return None
-    state = opening_state(views, day, found.first_seq)
-    opening_local = position_rows(state.local.positions)
-    opening_broker = position_rows(state.broker.positions)
-    after = found.first_seq - 1
-    while after < found.last_seq:
-        page = read_page(views.ledger, after, views.page_size, stop=found.last_seq)
-        if not page:
-            break
-        for order_id in state.order_ids_to_load(page):
-            record = views.order(order_id)
-            if record is not None:
-                state.orders[order_id] = record
-        for seq, event in page:
-            state.apply(seq, event)
-            if on_event is not None:
-                on_event(seq, event, state)
-        after = page[-1][0]
-    return DayReplay(
-        day=found,
-        opening_local=opening_local,
-        opening_broker=opening_broker,
-        closing_local=position_rows(state.local.positions),
-        closing_broker=position_rows(state.broker.positions),
-        state=state,
-        closing_document=state.closing_document(),
-    )
+
+    def __init__(self, zone: ZoneInfo, current: AuditDay | None = None) -> None:
+        self.zone = zone
+        self.finished: list[AuditDay] = []
+        self.current: AuditDay | None = None
+        self.ends: datetime | None = None
+        if current is not None:
+            self._open(current)
+
+    def _open(self, day: AuditDay) -> None:
+        self.current = day
+        ends = datetime.combine(day.day + timedelta(days=1), time(0), tzinfo=self.zone)
+        # Event timestamps are UTC: comparing datetimes that share a tzinfo is the fast path.
+        self.ends = ends.astimezone(UTC)
+
+    def index(self, seq: int, timestamp: datetime, closing: Callable[[], str]) -> None:
+        """Place event `seq` in its day; `closing()` is the close of a day this event ends,
+        read before the event is applied."""
+        current = self.current
+        if current is not None and self.ends is not None and timestamp < self.ends:
+            current.last_seq = seq
+            current.events += 1
+            return
+        day = timestamp.astimezone(self.zone).date()
+        if current is not None:
+            if day <= current.day:
+                current.last_seq = seq
+                current.events += 1
+                return
+            current.closing = closing()
+            self.finished.append(current)
+        self._open(AuditDay(day, seq, seq, 1))
+
+    def take_changes(self, closing: Callable[[], str]) -> list[AuditDay]:
+        days = self.finished
+        self.finished = []
+        if self.current is not None:
+            self.current.closing = closing()
+            days.append(self.current)
+        return days
+
+
+def closing_document(state: FoldState, open_order_ids: Set[UUID]) -> str:
+    """Both books, the account and the ids of the open orders as canonical JSON: a day's
+    close in the audit index."""
+    account = state.account
+    document: dict[str, Any] = {
+        "local": _positions_json(state.local.positions),
+        "broker": _positions_json(state.broker.positions),
+        "broker_start_seq": state.broker.start_seq,
+        "account": None
+        if account is None
+        else {
+            "snapshot_id": str(account.snapshot_id),
+            "snapshot_seq": account.snapshot_seq,
+            "broker": account.broker,
+            "account_id": account.account_id,
+            "paper": account.paper,
+            "cash": canonical(account.cash),
+            "equity": canonical(account.equity),
+            "buying_power": canonical(account.buying_power),
+            "broker_time": account.broker_time.isoformat(),
+            "synced_at": account.synced_at.isoformat(),
+        },
+    }
+    document["open_orders"] = sorted(order_id.hex for order_id in open_order_ids)
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def load_opening(state: FoldState, document: str) -> set[UUID]:
+    """Start `state` from a day's opening (the previous day's closing document); returns
+    the ids of the orders open at it."""
+    data = json.loads(document)
+    state.local.positions = _positions_from_json(data["local"])
+    state.broker.positions = _positions_from_json(data["broker"])
+    state.broker.start_seq = data["broker_start_seq"]
+    account = data["account"]
+    if account is not None:
+        state.account = BrokerAccountState(
+            snapshot_id=UUID(account["snapshot_id"]),
+            snapshot_seq=account["snapshot_seq"],
+            broker=account["broker"],
+            account_id=account["account_id"],
+            paper=account["paper"],
+            cash=Decimal(account["cash"]),
+            equity=Decimal(account["equity"]),
+            buying_power=Decimal(account["buying_power"]),
+            broker_time=datetime.fromisoformat(account["broker_time"]),
+            synced_at=datetime.fromisoformat(account["synced_at"]),
+            open_orders=[],
+        )
+    return {UUID(hex=i) for i in data["open_orders"]}
+
+
+def _positions_json(positions: dict[str, Position]) -> dict[str, list[str]]:
+    """symbol -> [qty, cost basis, realised P&L]."""
+    return {
+        symbol: [canonical(p.qty), canonical(p.cost), canonical(p.realised_pnl)]
+        for symbol, p in sorted(positions.items())
+    }
+
+
+def _positions_from_json(data: dict[str, list[str]]) -> dict[str, Position]:
+    return {s: Position(Decimal(q), Decimal(c), Decimal(r)) for s, (q, c, r) in data.items()}

@@ -1,8 +1,8 @@
 """Reading a rebuild's pages in a second process while this one folds them.
 
 A rebuild is two halves of about equal cost: reading events (select, JSON) and folding
-them into rows and writing those. A process runs one at a time (a reading thread was
-measured: the GIL made both slower), so on a machine with two cores a long rebuild reads
+them into rows and writing those. A process runs one at a time (under the GIL a reading
+thread only takes turns with the fold), so on a machine with two cores a long rebuild reads
 ahead in a child process and hands each page over, one page ahead of the fold.
 
 The split follows what crosses cheaply. The child selects notifications with the
@@ -48,10 +48,11 @@ from eventsourcing.utils import resolve_topic
 
 from ledger.application import Ledger
 from projections.engine.runner import FOLD_STAMPED_TOPICS, Page, stored_timestamp
-from projections.model.fold import Stamp
+from projections.model.catalogue import Stamp
 
 # Below this many events a rebuild reads in-process: starting the reader (a fresh
-# interpreter importing the ledger) costs about what reading 30,000 events does.
+# interpreter importing the ledger) costs as much as reading tens of thousands of events
+# in-process (docs/performance.md, "The rebuild reads ahead in a second process").
 READ_AHEAD_FROM = 100_000
 
 # How a shape's records are laid out.

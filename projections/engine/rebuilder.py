@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 from ledger.infrastructure.collector import CollectorPaused
 from projections.engine import read_ahead
 from projections.engine.digest import RowDifference, differences, digest, dump, row_count
-from projections.engine.runner import Page, ViewWriter, pages, read_page
+from projections.engine.runner import Page, pages, read_page
 from projections.engine.store import Tx, ViewStore
 from projections.engine.tables import VIEW_NAMES, VIEWS, VIEWS_BY_NAME, View, rebuilt_together
-from projections.model.fold import FoldState
+from projections.engine.tracked_fold import TrackedFold
+from projections.engine.writer import ViewWriter
 
 if TYPE_CHECKING:
     from projections.queries.views import Views
@@ -32,13 +33,12 @@ OLD = "__old"
 # Phase one folds a few pages per transaction and writes their changes once: a symbol's
 # position row, a day's closing books and the commit (which writes out every table page
 # the transaction dirtied, the orders' key index of random UUIDs all over) then cost one
-# write per transaction, not one per page; at a million events the per-page commits alone
-# were a tenth of a rebuild. On SQLite the events share the file, so a transaction also
-# holds up the ledger's appends: it ends after COMMIT_SECONDS whatever it folded.
-# (Writing each batch on a thread of its own, with its own connection, while the next pages
-# are folded was measured at a million events: no faster on SQLite or PostgreSQL. Binding
-# rows for sqlite3 and psycopg's COPY hold the GIL, and building the rows, the larger part,
-# has to stay with the fold: the threads took turns. Commit fb297cf has it, with tests.)
+# write per transaction, not one per page. On SQLite the events share the file, so a
+# transaction also holds up the ledger's appends: it ends after COMMIT_SECONDS whatever it
+# folded. The batch is written on the fold's own thread: binding rows for sqlite3 and
+# psycopg's COPY hold the GIL, and building the rows, the larger part, has to stay with
+# the fold, so a writer thread would only take turns with it (docs/performance.md,
+# "Rebuild transactions hold up to five pages, and end after a second").
 PAGES_PER_COMMIT = 5
 COMMIT_SECONDS = 1.0
 
@@ -53,7 +53,7 @@ class UnknownProjection(ValueError):
 class ViewReport:
     name: str
     rows: int
-    digest: str | None  # None when not verifying: hashing every row is an eighth of a rebuild
+    digest: str | None  # None when not verifying: hashing every row is a large part of a rebuild
     replaced_digest: str | None  # None when not verifying, or nothing was replaced
     differences: tuple[RowDifference, ...] = ()
 
@@ -187,7 +187,7 @@ def _drop_leftovers(views: Views) -> None:
 
 
 def _swap(
-    views: Views, writer: ViewWriter, state: FoldState, targets: Sequence[str], verify: bool
+    views: Views, writer: ViewWriter, state: TrackedFold, targets: Sequence[str], verify: bool
 ) -> tuple[list[ViewReport], int, int]:
     store, ledger = views.store, views.ledger
     others = [name for name in VIEW_NAMES if name not in targets]
@@ -234,7 +234,12 @@ def _report(store: ViewStore, tx: Tx, view: View, existing: set[str]) -> ViewRep
 
 
 def _apply_until(
-    views: Views, tx: Tx, writer: ViewWriter, state: FoldState, head: int, start: int | None = None
+    views: Views,
+    tx: Tx,
+    writer: ViewWriter,
+    state: TrackedFold,
+    head: int,
+    start: int | None = None,
 ) -> int:
     position = state.position if start is None else start
     applied = 0

@@ -16,9 +16,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from projections.model.fold import AuditDay, BrokerAccountState, OrderRecord
+from projections.engine.audit_index import AuditDay
 from projections.model.numbers import CONTEXT, ONE, canonical, optional_parse
 from projections.model.positions import Line, Position
+from projections.model.records import BrokerAccountState, OrderRecord
 
 Row = tuple[Any, ...]
 
@@ -253,31 +254,13 @@ def order_row(record: OrderRecord) -> Row:
 
 
 def order_from_row(row: Row) -> OrderRecord:
+    # The fields in `OrderRecord`'s order, which is the columns'; the average fill price
+    # (column 17) is derived, not read back.
     return OrderRecord(
-        order_id=UUID(row[0]),
-        client_order_id=row[1],
-        purpose=row[2],
-        decision_id=_uuid(row[3]),
-        reconciliation_id=_uuid(row[4]),
-        symbol=row[5],
-        side=row[6],
-        qty=optional_parse(row[7]),
-        notional=optional_parse(row[8]),
-        order_type=row[9],
-        time_in_force=row[10],
-        limit_price=optional_parse(row[11]),
-        status=row[12],
-        broker=row[13],
-        broker_order_id=row[14],
-        filled_qty=Decimal(row[15]),
-        filled_value=Decimal(row[16]),
-        error=row[18],
-        requested_seq=row[19],
-        requested_at=datetime.fromisoformat(row[20]),
-        updated_seq=row[21],
-        updated_at=datetime.fromisoformat(row[22]),
-        key=row[0],
-        stored=True,
+        UUID(row[0]), row[1], row[2], _uuid(row[3]), _uuid(row[4]), row[5], row[6],
+        optional_parse(row[7]), optional_parse(row[8]), row[9], row[10], optional_parse(row[11]),
+        row[12], row[13], row[14], Decimal(row[15]), Decimal(row[16]), row[18], row[19],
+        datetime.fromisoformat(row[20]), row[21], datetime.fromisoformat(row[22]), key=row[0],
     )
 
 

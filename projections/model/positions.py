@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
+from ledger.domain.order_status import OPEN_STATUSES, OUTCOME_UNKNOWN
 from projections.model.numbers import CONTEXT, ONE, ZERO, to_decimal
 
 _add = CONTEXT.add
@@ -23,7 +24,7 @@ _div = CONTEXT.divide
 
 
 # Positions and lines are made once per fill in a rebuild of millions of events: named
-# tuples are immutable values like frozen dataclasses, at half the cost to construct.
+# tuples are immutable values like frozen dataclasses, and cheaper to construct.
 class Position(NamedTuple):
     """Signed quantity (negative: short), cost of what is open, P&L realised so far.
 
@@ -185,25 +186,6 @@ def merge_moved(position: Position, moved: Position, ratio: Decimal) -> Position
     return apply_trade(position, arriving.qty, arriving.avg_price)
 
 
-# -- orders: the status an order has after each event, as the Order aggregate decides it --
-
-OPEN_STATUSES = frozenset(
-    {"requested", "outcome_unknown", "submitted", "accepted", "partially_filled"}
-)
-
-
-def status_after_fill(status: str, complete: bool) -> str:
-    if status in ("canceled", "expired"):
-        return status
-    return "filled" if complete else "partially_filled"
-
-
-def status_after_reversal(status: str, qty: Decimal | None, filled_qty: Decimal) -> str:
-    if status == "filled" and qty is not None:
-        return "partially_filled" if filled_qty else "accepted"
-    return status
-
-
 def average(value: Decimal, qty: Decimal) -> Decimal | None:
     return _div(value, qty) if qty else None
 
@@ -262,7 +244,7 @@ def open_qty_by_symbol(
         ):
             continue
         listed = at_broker.get(order.client_order_id)
-        if listed is None and order.status == "outcome_unknown":
+        if listed is None and order.status == OUTCOME_UNKNOWN:
             # It may land at the broker any moment: count it, so no run plans it twice.
             add(order.symbol, order.side, order.qty - order.filled_qty)
             continue

@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ledger.application import Ledger
+from projections.engine.memory_fold import MemoryFold
 from projections.engine.runner import DEFAULT_PAGE_SIZE, read_page
-from projections.model.fold import BrokerAccountState, FoldState, MemoryFold
+from projections.model.fold import FoldState
 from projections.model.positions import DiffRow, diff_rows, open_qty_by_symbol
+from projections.model.records import BrokerAccountState
 from projections.queries.views import PositionRow, position_rows
 
 # How far past the instant to keep reading for events stamped before it but stored after a

@@ -15,15 +15,20 @@ from eventsourcing.utils import get_topic
 
 from ledger.application import Ledger
 from ledger.domain import Order, Reconciliation
-from ledger.domain.order import OUTCOME_UNKNOWN
+from ledger.domain.order_status import (
+    FAILED_STATUSES,
+    OPEN_STATUSES,
+    OUTCOME_UNKNOWN,
+    REQUESTED,
+)
 from ledger.domain.planning import SymbolFacts
+from ledger.infrastructure.event_log import newest_windows
 from projections.engine.runner import stored_timestamp
-from projections.model.fold import OrderRecord
-from projections.model.positions import MOVE_IN, MOVE_OUT, OPEN_STATUSES, RATIO, signed
+from projections.model.positions import MOVE_IN, MOVE_OUT, RATIO, signed
+from projections.model.records import OrderRecord
 from projections.queries.views import Views
 
 ZERO = Decimal(0)
-FAILED_STATUSES = frozenset({"submission_failed", "rejected"})
 _FILL_TOPICS = [get_topic(Order.Filled), get_topic(Order.PartiallyFilled)]
 # Clocks disagree a little: read the log back this much further than the fill window.
 _CLOCK_MARGIN = timedelta(seconds=120)
@@ -63,7 +68,7 @@ class ReconcileBooks:
             order.order_id
             for order in self.views.orders(open_only=True)
             if order.status == OUTCOME_UNKNOWN
-            or (order.status == "requested" and order.purpose == "compensation")
+            or (order.status == REQUESTED and order.purpose == "compensation")
         ]
 
     def symbol_facts(
@@ -157,19 +162,21 @@ class ReconcileBooks:
         ledger = self.views.ledger
         window = timedelta(seconds=float(self.recent_fill_seconds))
         cutoff = now - window
-        stop = ledger.recorder.max_notification_id() or 0
         found: dict[str, datetime] = {}
         order_cache: dict[UUID, OrderRecord | None] = {}
-        scanned = 0
-        while stop >= 1 and scanned < _TAIL_LIMIT:
-            start = max(1, stop - _TAIL_PAGE + 1)
-            # Only fills are read: the tail also holds syncs and plans with a row per
-            # symbol held, which cost far more to read and decode than they tell here.
-            fills = ledger.recorder.select_notifications(
-                start=start, limit=_TAIL_PAGE, stop=stop, topics=_FILL_TOPICS
-            )
-            scanned += stop - start + 1
-            for notification in reversed(fills):
+        last = ledger.last_notification_id()
+        # Only fills are read: the tail also holds syncs and plans with a row per symbol
+        # held, which cost far more to read and decode than they tell here. Pages stay one
+        # size: the page's oldest event decides, page by page, whether to read further.
+        for page in newest_windows(
+            ledger.recorder,
+            topics=_FILL_TOPICS,
+            low=max(1, last - _TAIL_LIMIT + 1),
+            high=last,
+            first=_TAIL_PAGE,
+            largest=_TAIL_PAGE,
+        ):
+            for notification in reversed(page.notifications):
                 event = ledger.mapper.to_domain_event(notification)
                 if event.filled_at < cutoff:
                     continue
@@ -180,11 +187,11 @@ class ReconcileBooks:
                     newest = found.get(order.symbol)
                     if newest is None or event.filled_at > newest:
                         found[order.symbol] = event.filled_at
-            # The window's oldest event says whether to read further back.
-            first = ledger.recorder.select_notifications(start=start, limit=1, stop=stop)
+            first = ledger.recorder.select_notifications(
+                start=page.start, limit=1, stop=page.stop
+            )
             if first and _recorded_at(ledger, first[0]) < cutoff - _CLOCK_MARGIN:
                 break
-            stop = start - 1
         return found
 
 
@@ -197,7 +204,7 @@ def in_flight_symbols(
     symbols |= {
         o.symbol
         for o in open_orders
-        if _at_a_broker(o) and o.status in OPEN_STATUSES and o.status != "requested"
+        if _at_a_broker(o) and o.status in OPEN_STATUSES and o.status != REQUESTED
     }
     return symbols
 

@@ -16,8 +16,8 @@ from typing import Any
 from uuid import UUID
 
 from ledger.domain import Reconciliation
-from ledger.domain.order import OUTCOME_UNKNOWN
-from projections.model.fold import OrderRecord
+from ledger.domain.order_status import FAILED_STATUSES, OUTCOME_UNKNOWN
+from projections.model.records import OrderRecord
 from projections.queries.views import Views
 
 DEFAULT_LIMIT = 20
@@ -26,6 +26,9 @@ DEFAULT_LIMIT = 20
 DRY_RUN_STATUS = "planned"
 # A run that stored its plan but never its completion (it crashed, or still runs).
 INCOMPLETE = "incomplete"
+# A run's orders are stored with its plan, in one save: one missing from the view is
+# "unknown" (the views lag, or the store was damaged), never silently dropped.
+MISSING_STATUS = "unknown"
 
 
 def _order_id(value: Any) -> UUID | None:
@@ -41,9 +44,7 @@ def order_document(planned: dict[str, Any], record: OrderRecord | None,
                    dry_run: bool, settled_by: dict[str, Any] | None = None) -> dict[str, Any]:
     """One compensating order: as planned, then as the orders view holds it now, and the
     later run that settled it if it was left unsettled (`settled_by`)."""
-    # A run's orders are stored with its plan, in one save: one missing from the view is
-    # "unknown" (the views lag, or the store was damaged), never silently dropped.
-    live = record.status if record is not None else "unknown"
+    live = record.status if record is not None else MISSING_STATUS
     status = DRY_RUN_STATUS if dry_run else live
     return {
         "symbol": planned.get("symbol"),
@@ -77,8 +78,7 @@ def outcome(run: Reconciliation, orders: list[dict[str, Any]]) -> str:
         return "dry_run"
     if getattr(run, "interrupted", None):
         return "interrupted"
-    if any(o["status"] in ("submission_failed", "rejected", "unknown", OUTCOME_UNKNOWN)
-           for o in orders):
+    if any(o["status"] in FAILED_STATUSES | {MISSING_STATUS, OUTCOME_UNKNOWN} for o in orders):
         return "attention"
     if not orders:
         # Differences it left alone (in flight, above a cap, ...) are no agreement.

@@ -22,38 +22,34 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from ledger.application import Ledger
+from projections.engine import reads
+from projections.engine.audit_index import AuditDay
 from projections.engine.digest import Dump, digest, dump
-from projections.engine.runner import DEFAULT_PAGE_SIZE, ViewWriter, read_page
-from projections.engine.store import Tx, ViewStore
+from projections.engine.runner import DEFAULT_PAGE_SIZE, read_page
+from projections.engine.store import ViewStore
 from projections.engine.tables import (
-    ACCOUNT_KEY,
     AUDIT_DAYS,
-    BROKER_ACCOUNT,
-    BROKER_LINES,
-    BROKER_POSITIONS,
-    LOCAL_LINES,
-    LOCAL_POSITIONS,
     ORDERS,
     VIEW_NAMES,
     VIEWS,
     VIEWS_BY_NAME,
+    Row,
     View,
-    account_from_row,
     day_from_row,
-    line_from_row,
     order_from_row,
-    position_from_row,
 )
-from projections.model.fold import AuditDay, BrokerAccountState, FoldState, OrderRecord
+from projections.engine.tracked_fold import TrackedFold
+from projections.engine.writer import ViewWriter
 from projections.model.numbers import ZERO
 from projections.model.positions import (
-    OPEN_STATUSES,
+    TRADE,
     DiffRow,
     Line,
     Position,
     diff_rows,
     open_qty_by_symbol,
 )
+from projections.model.records import BrokerAccountState, OrderRecord
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +159,7 @@ class Views:
         head = self.ledger.recorder.max_notification_id() or 0
         position = store.read_position() or 0
         writer = ViewWriter(store, self.zone, names)
-        state: FoldState | None = None
+        state: TrackedFold | None = None
         while position < head:
             page = read_page(self.ledger, position, self.page_size, stop=head, full=False)
             if not page:
@@ -192,29 +188,18 @@ class Views:
 
     def local_book(self, *, include_flat: bool = False) -> list[PositionRow]:
         with self.store.read() as tx:
-            rows = self.store.select(tx, LOCAL_POSITIONS)
-        return position_rows(dict(position_from_row(r) for r in rows), include_flat)
+            positions = reads.positions(self.store, tx, "local")
+        return position_rows(positions, include_flat)
 
     def broker_book(self, *, include_flat: bool = False) -> BrokerBook:
         with self.store.read() as tx:
-            rows = self.store.select(tx, BROKER_POSITIONS)
-            account = self._account(tx)
-        return BrokerBook(
-            account, position_rows(dict(position_from_row(r) for r in rows), include_flat)
-        )
+            positions = reads.positions(self.store, tx, "broker")
+            account = reads.account(self.store, tx)
+        return BrokerBook(account, position_rows(positions, include_flat))
 
     def broker_account(self) -> BrokerAccountState | None:
         with self.store.read() as tx:
-            return self._account(tx)
-
-    def _account(self, tx: Tx) -> BrokerAccountState | None:
-        rows = self.store.select(
-            tx,
-            BROKER_ACCOUNT,
-            where='"account_key" = ?',
-            params=(ACCOUNT_KEY,),
-        )
-        return account_from_row(rows[0]) if rows else None
+            return reads.account(self.store, tx)
 
     def orders(
         self, *, open_only: bool = False, symbol: str | None = None, purpose: str | None = None
@@ -222,8 +207,8 @@ class Views:
         """Orders in the order they were requested."""
         clauses, params = [], []
         if open_only:
-            clauses.append(f'"status" IN ({", ".join("?" for _ in OPEN_STATUSES)})')
-            params.extend(sorted(OPEN_STATUSES))
+            clauses.append(reads.OPEN)
+            params.extend(reads.OPEN_PARAMS)
         if symbol is not None:
             clauses.append('"symbol" = ?')
             params.append(symbol.upper())
@@ -249,16 +234,12 @@ class Views:
 
     def diff(self) -> list[DiffRow]:
         """Per symbol: local qty, broker qty, qty still open at the broker, and the delta."""
-        with self.store.read() as tx:
-            local = [position_from_row(r) for r in self.store.select(tx, LOCAL_POSITIONS)]
-            broker = [position_from_row(r) for r in self.store.select(tx, BROKER_POSITIONS)]
-            account = self._account(tx)
-            open_rows = self.store.select(
-                tx,
-                ORDERS,
-                where=f'"status" IN ({", ".join("?" for _ in OPEN_STATUSES)})',
-                params=sorted(OPEN_STATUSES),
-            )
+        store = self.store
+        with store.read() as tx:
+            local = reads.positions(store, tx, "local")
+            broker = reads.positions(store, tx, "broker")
+            account = reads.account(store, tx)
+            open_rows = store.select(tx, ORDERS, where=reads.OPEN, params=reads.OPEN_PARAMS)
             # An order the last snapshot lists as open may have finished since: the ledger
             # must vouch for it too, or it would be netted as an order it does not know.
             open_ids = {order_from_row(row).client_order_id for row in open_rows}
@@ -266,7 +247,7 @@ class Views:
                 {str(o.get("client_order_id") or "") for o in account.open_orders} - open_ids
             ) if account else []
             if listed:
-                open_rows = [*open_rows, *self.store.select(
+                open_rows = [*open_rows, *store.select(
                     tx,
                     ORDERS,
                     where=f'"client_order_id" IN ({", ".join("?" for _ in listed)})',
@@ -278,7 +259,9 @@ class Views:
             account.broker_time if account else None,
             open_orders,
         )
-        return diff_rows({s: p.qty for s, p in local}, {s: p.qty for s, p in broker}, pending)
+        return diff_rows(
+            {s: p.qty for s, p in local.items()}, {s: p.qty for s, p in broker.items()}, pending
+        )
 
     def lines(
         self, book: str, symbol: str, since_seq: int = 0, before_seq: int | None = None
@@ -286,85 +269,70 @@ class Views:
         """What changed one symbol of a book ("local" or "broker"), oldest first; with
         `before_seq`, only what came before that event (a replay of an earlier day must not
         read the lines of every day since)."""
-        table = LOCAL_LINES if book == "local" else BROKER_LINES
-        where, params = '"symbol" = ? AND "seq" >= ?', [symbol, since_seq]
-        if before_seq is not None:
-            where += ' AND "seq" < ?'
-            params.append(before_seq)
         with self.store.read() as tx:
-            rows = self.store.select(
-                tx,
-                table,
-                columns=("seq", "n", "kind", "qty", "price", "ratio", "ref"),
-                where=where,
-                params=params,
-                order='"seq", "n"',
-            )
-        return [line_from_row(row) for row in rows]
+            return reads.lines(self.store, tx, book, symbol, since_seq, before_seq)
 
     def traded_symbols_since(self, day: date, book: str = "local") -> set[str]:
         """Symbols whose book changed on or after `day` (a trading day in the ledger's zone)."""
         first = self.first_seq_on_or_after(day)
         if first is None:
             return set()
-        table = LOCAL_LINES if book == "local" else BROKER_LINES
         with self.store.read() as tx:
             rows = self.store.select(
                 tx,
-                table,
+                reads.BOOKS[book][1],
                 columns=("symbol",),
                 where='"seq" >= ? AND "kind" = ?',
-                params=(first, "trade"),
+                params=(first, TRADE),
             )
         return {row[0] for row in rows}
 
     # -- the audit index ------------------------------------------------------------------
 
-    def audit_days(self) -> list[AuditDay]:
+    def _days(self, where: str = "", params: Sequence[object] = (), order: str = '"first_seq"',
+              columns: Sequence[str] | None = None) -> list[Row]:
         with self.store.read() as tx:
-            rows = self.store.select(tx, AUDIT_DAYS, order='"first_seq"')
-        return [day_from_row(row) for row in rows]
+            return self.store.select(tx, AUDIT_DAYS, columns=columns, where=where,
+                                     params=params, order=order)
+
+    def audit_days(self) -> list[AuditDay]:
+        return [day_from_row(row) for row in self._days()]
 
     def audit_day(self, day: date) -> AuditDay | None:
         """Where one trading day's events are: notification ids first_seq..last_seq."""
-        with self.store.read() as tx:
-            rows = self.store.select(tx, AUDIT_DAYS, where='"day" = ?', params=(day.isoformat(),))
+        rows = self._days('"day" = ?', (day.isoformat(),))
         return day_from_row(rows[0]) if rows else None
 
     def opening_document(self, day: date) -> str | None:
         """Both books before `day`'s first event: the previous indexed day's closing, or
         None when nothing happened before it."""
         found = self.audit_day(day)
-        with self.store.read() as tx:
-            if found is not None:
-                rows = self.store.select(
-                    tx,
-                    AUDIT_DAYS,
-                    where='"last_seq" < ?',
-                    params=(found.first_seq,),
-                    order='"last_seq" DESC LIMIT 1',
-                )
-            else:
-                rows = self.store.select(
-                    tx,
-                    AUDIT_DAYS,
-                    where='"day" < ?',
-                    params=(day.isoformat(),),
-                    order='"last_seq" DESC LIMIT 1',
-                )
+        before = (
+            ('"last_seq" < ?', (found.first_seq,)) if found is not None
+            else ('"day" < ?', (day.isoformat(),))
+        )
+        rows = self._days(*before, order='"last_seq" DESC LIMIT 1')
         return day_from_row(rows[0]).closing if rows else None
 
     def first_seq_on_or_after(self, day: date) -> int | None:
-        with self.store.read() as tx:
-            rows = self.store.select(
-                tx,
-                AUDIT_DAYS,
-                columns=("first_seq",),
-                where='"day" >= ?',
-                params=(day.isoformat(),),
-                order='"first_seq" LIMIT 1',
-            )
+        rows = self._days('"day" >= ?', (day.isoformat(),), '"first_seq" LIMIT 1', ("first_seq",))
         return rows[0][0] if rows else None
+
+    def generation(self) -> str:
+        """Changes whenever a view table is created, renamed or dropped (a rebuild's swap):
+        what was read from the old tables must not be taken for what the new ones hold."""
+        store = self.store
+        with store.read() as tx:
+            if store.dialect == "sqlite":
+                return str(tx.query("PRAGMA schema_version")[0][0])
+            rows = tx.query(
+                "SELECT string_agg(c.oid::text, ',' ORDER BY c.relname) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = COALESCE(NULLIF(?, ''), current_schema()) "
+                "AND left(c.relname, 5) = 'view_' AND c.relkind = 'r'",
+                (store.schema or "",),
+            )
+            return str(rows[0][0])
 
     # -- digests --------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """A scripted multi-day history on a controlled clock, and what its audit must show.
 
-Events are stamped by eventsourcing when they are created (`create_timestamp`); the test
-clock replaces it while the history is written, so each event lands on a chosen day. The
-paper broker and the Alpaca sandbox read the same clock, so broker times and ledger
-times tell one consistent story.
+Events are stamped by eventsourcing when they are created; the test clock replaces its
+clock while the history is written (testing/clock.py), so each event lands on a chosen
+day. The paper broker and the Alpaca sandbox read the same clock, so broker times and
+ledger times tell one consistent story.
 
 The days (America/New_York; US daylight saving time starts Sunday 2026-03-08 at 02:00):
 
@@ -21,15 +21,11 @@ The days (America/New_York; US daylight saving time starts Sunday 2026-03-08 at 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-
-import pytest
-from eventsourcing.domain import CanCreateTimestamp
 
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
@@ -39,8 +35,10 @@ from ledger.services.reconciling import Reconciler, ReconcileRequest
 from ledger.settings import Settings, load_settings
 from projections import catch_up
 from projections.queries.reconcile_books import ReconcileBooks
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.broker.fixtures_ledger import alpaca_env
+from sandbox import AlpacaSandbox
+from testing import clock as test_clock
+from testing.clock import stamped_by
+from testing.doubles import alpaca_env
 
 ZONE = "America/New_York"
 # Each event the clock stamps is this much after the one before: a trade's five events
@@ -52,27 +50,11 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-class Clock:
-    """Now, as the test says: set to a moment, then a little later at every reading."""
+class Clock(test_clock.Clock):
+    """Now, as the test says: set to a moment, then `STEP` later at every reading."""
 
     def __init__(self) -> None:
-        self.moment = utc("2026-03-06T00:00:00")
-
-    def set(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def __call__(self) -> datetime:
-        now = self.moment
-        self.moment = now + STEP
-        return now
-
-
-@contextmanager
-def stamping(clock: Clock) -> Iterator[None]:
-    """Every event created inside is stamped by `clock`."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(CanCreateTimestamp, "create_timestamp", staticmethod(clock))
-        yield
+        super().__init__(utc("2026-03-06T00:00:00"), STEP)
 
 
 @dataclass
@@ -99,7 +81,7 @@ def write_history(database_url: str, sandbox: AlpacaSandbox) -> History:
                         adapter=PaperBroker(clock))
     alpaca = open_ledger(settings_for(database_url, **alpaca_settings))
     try:
-        with stamping(clock):
+        with stamped_by(clock):
             _write(history, clock, paper, alpaca, sandbox)
     finally:
         paper.close()

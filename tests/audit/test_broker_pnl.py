@@ -20,9 +20,10 @@ from ledger.application import Ledger
 from ledger.domain.order import Order
 from projections import catch_up
 from projections.queries.audit import audit_document
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.audit.history import ZONE, Clock, stamping
-from tests.broker.fixtures_ledger import alpaca_env
+from sandbox import AlpacaSandbox
+from testing.clock import stamped_by
+from testing.doubles import alpaca_env
+from tests.audit.history import ZONE, Clock
 
 D = Decimal
 
@@ -172,7 +173,7 @@ def test_a_figure_left_out_says_why(
     # The ledger records the trades and the sync a day ago (the broker's clock plays no
     # part in which day an event is on), and the reversal today.
     clock.set(datetime.now(UTC) - timedelta(days=1))
-    with stamping(clock):
+    with stamped_by(clock):
         d.trade("buy", "3", "120")
         sale = d.trade("sell", "1", "130")
         d.ledger.sync()

@@ -13,7 +13,8 @@ from ledger.domain.order import Order
 from projections import books_at, catch_up
 from projections.engine.tables import ORDERS
 from projections.queries.audit import audit_document
-from tests.audit.history import Clock, stamping, utc
+from testing.clock import stamped_by
+from tests.audit.history import Clock, utc
 
 D = Decimal
 
@@ -23,7 +24,7 @@ def test_a_fill_busted_two_days_later_is_taken_back_on_that_day(
 ) -> None:
     clock = Clock()
     ledger = open_store(adapter=PaperBroker(clock))
-    with stamping(clock):
+    with stamped_by(clock):
         clock.set(utc("2026-04-06T15:00:00"))
         ledger.trade(side="buy", symbol="SPY", qty="10", price="100", reason="open")
         clock.set(utc("2026-04-07T15:00:00"))
@@ -63,7 +64,7 @@ def test_order_statuses_come_from_the_events_not_from_the_orders_view(
     then, even when the orders view has been damaged since."""
     clock = Clock()
     ledger = open_store(adapter=PaperBroker(clock))
-    with stamping(clock):
+    with stamped_by(clock):
         clock.set(utc("2026-06-01T15:00:00"))
         resting = ledger.trade(side="buy", symbol="SPY", qty="5", price="500",
                                order_type="limit", limit_price="450", reason="a bargain")

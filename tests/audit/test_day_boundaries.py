@@ -12,7 +12,8 @@ from ledger.application import Ledger
 from ledger.brokers.paper import PaperBroker
 from projections import Views, catch_up
 from projections.queries.audit import audit_document, parse_day
-from tests.audit.history import Clock, stamping, utc
+from testing.clock import stamped_by
+from tests.audit.history import Clock, utc
 
 D = Decimal
 
@@ -34,7 +35,7 @@ def hours(document: dict[str, Any]) -> timedelta:
 def write_trades(open_store: Callable[..., Ledger]) -> Ledger:
     clock = Clock()
     ledger = open_store(adapter=PaperBroker(clock))
-    with stamping(clock):
+    with stamped_by(clock):
         for moment, price in TRADES:
             clock.set(utc(moment))
             ledger.trade(side="buy", symbol="SPY", qty="1", price=price, reason=f"at {moment}")

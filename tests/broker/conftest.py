@@ -13,33 +13,8 @@ import pytest
 import requests
 from alpaca.trading.client import TradingClient
 
-from scripts.alpaca_sandbox import AlpacaSandbox
-
-
-def make_client(
-    sandbox: AlpacaSandbox,
-    *,
-    retries: int = 0,
-    raw_data: bool = False,
-    key: str | None = None,
-    secret: str | None = None,
-) -> TradingClient:
-    """A TradingClient aimed at the sandbox.
-
-    alpaca-py retries 429 and 504 three times, sleeping 3 s in between, and its constructor
-    cannot turn that off (``retry_attempts`` <= 0 falls back to the default), so the
-    attributes are set directly; retries that do happen wait 0 s.
-    """
-    client = TradingClient(
-        key or sandbox.key,
-        secret or sandbox.secret,
-        paper=True,
-        raw_data=raw_data,
-        url_override=sandbox.base_url,
-    )
-    client._retry = retries
-    client._retry_wait = 0
-    return client
+from sandbox import AlpacaSandbox
+from testing.doubles import make_client
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
-"""Helpers for ledger tests against the sandbox: settings, ledgers, the CLI, event counts.
+"""Helpers for ledger tests against the sandbox: brokers, ledgers, the events they stored.
 
 Plain functions, not fixtures: each test module declares the two-line fixtures it needs,
-so the names stay visible where they are used.
+so the names stay visible where they are used. What other test folders share too is in
+testing/doubles.py.
 """
 
 from __future__ import annotations
@@ -10,32 +11,11 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from click.testing import CliRunner
-
-from commands.cli import cli
 from ledger.application import Ledger
-from ledger.brokers.alpaca import AlpacaBroker
+from ledger.brokers.alpaca.broker import AlpacaBroker
 from ledger.domain import event_name
-from scripts.alpaca_sandbox import AlpacaSandbox
-
-# alpaca-py would retry 429/504 three times with 3 s waits: tests that want retries ask.
-FAST = {
-    "ALPACA_RETRY_ATTEMPTS": "0",
-    "ALPACA_RETRY_WAIT_SECONDS": "0.01",
-    "BROKER_TIMEOUT_SECONDS": "3",
-}
-
-
-def alpaca_env(sandbox: AlpacaSandbox, **overrides: str) -> dict[str, str]:
-    return {
-        "BROKER_PROVIDER": "alpaca",
-        "ALPACA_API_KEY": sandbox.key,
-        "ALPACA_SECRET_KEY": sandbox.secret,
-        "ALPACA_BASE_URL": sandbox.base_url,
-        "ALPACA_DATA_URL": sandbox.base_url,  # the sandbox serves market data too
-        **FAST,
-        **overrides,
-    }
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env
 
 
 def make_broker(
@@ -80,12 +60,3 @@ def recorded_executions(ledger: Ledger) -> list[str]:
         for e in all_events(ledger)
         if event_name(e) in ("OrderFilled", "OrderPartiallyFilled")
     ]
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def order_posts(sandbox: AlpacaSandbox) -> list[dict[str, Any]]:
-    return sandbox.requests("POST", "/v2/orders")

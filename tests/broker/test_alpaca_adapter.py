@@ -9,12 +9,13 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.brokers import alpaca as alpaca_module
-from ledger.brokers.alpaca import AlpacaBroker
+from ledger.brokers.alpaca import broker as alpaca_module
+from ledger.brokers.alpaca.broker import AlpacaBroker
 from ledger.brokers.port import BrokerReadError, OrderTicket
 from ledger.settings import ConfigurationError, load_settings
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.broker.fixtures_ledger import make_broker, order_posts
+from sandbox import AlpacaSandbox
+from testing.doubles import order_posts
+from tests.broker.fixtures_ledger import make_broker
 from tests.broker.test_sandbox import POST_ORDER_SCHEMA, violations
 
 LONG_KEY = "PKTESTKEY1234567890AB"

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from commands.cli import LedgerGroup
 from ledger.brokers.port import BrokerReadError, FailureKind
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.broker.fixtures_ledger import alpaca_env, invoke
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env, invoke
 
 WRONG_SECRET = "not-the-secret-at-all-0123456789"
 

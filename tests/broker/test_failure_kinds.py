@@ -16,12 +16,11 @@ import requests
 from alpaca.common.exceptions import APIError
 
 from ledger.application import Ledger
-from ledger.brokers.alpaca import AlpacaBroker
-from ledger.brokers.failures import HINTS, hint
+from ledger.brokers.alpaca.broker import AlpacaBroker
+from ledger.brokers.failures import HINTS, hint, hint_for
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerError, BrokerReadError, FailureKind, OrderTicket
-from ledger.services.reconciling import hint_for
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
 from tests.broker.fixtures_ledger import make_broker, open_alpaca
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,7 +262,7 @@ def test_failures_without_a_kind_get_the_general_hint() -> None:
 
 
 def test_no_alpaca_code_outside_the_alpaca_adapter() -> None:
-    adapter = ROOT / "ledger" / "brokers" / "alpaca.py"
+    adapter = ROOT / "ledger" / "brokers" / "alpaca" / "errors.py"
     for folder in ("ledger", "projections", "commands"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             if path == adapter:

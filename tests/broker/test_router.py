@@ -1,4 +1,5 @@
-"""One router (DESIGN.md invariant 1), intent before effect (2), and the paper broker."""
+"""One router, intent before effect (docs/design.md, "One router", "Intent before effect"),
+and the paper broker."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from ledger.application import Ledger, NotSent
+from ledger.application import Ledger
 from ledger.brokers import router as router_module
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import (
@@ -24,11 +25,12 @@ from ledger.brokers.port import (
 )
 from ledger.brokers.router import LANDING_WINDOW, BrokerRouter
 from ledger.domain.values import InvalidInput, OrderIntent, validate
+from ledger.services.trading import NotSent
 from tests.broker.fixtures_ledger import event_names
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTER = Path("ledger/brokers/router.py")
-ADAPTER = Path("ledger/brokers/alpaca.py")
+ADAPTER = Path("ledger/brokers/alpaca/broker.py")
 # Methods that put an order at a broker: ours, and alpaca-py's own.
 SUBMITTING = {"place_order": {ROUTER}, "submit_order": {ADAPTER}}
 
@@ -186,7 +188,7 @@ def test_a_failed_order_is_looked_up_before_any_retry(open_store: Callable[..., 
 
     # The first attempt did reach the broker after all: a retry finds it and sends nothing.
     broker.found = ACCEPTED
-    retried = ledger.execute(order.id)
+    retried, _ = ledger.submit(order.id)
     assert retried.broker_order_id == "B-1" and len(broker.placed) == 1
 
 
@@ -195,7 +197,7 @@ def test_no_resubmission_when_the_lookup_itself_fails(open_store: Callable[..., 
     ledger = open_store(adapter=broker)
     order = ledger.trade(side="buy", symbol="AAPL", qty="3", price="10")
     assert order.status == "outcome_unknown" and len(broker.placed) == 1
-    retried = ledger.execute(order.id)
+    retried, _ = ledger.submit(order.id)
     assert retried.status == "outcome_unknown"
     assert retried.failures[-1]["code"] == "lookup_failed"
     assert "nothing was sent" in retried.failures[-1]["message"]
@@ -326,7 +328,7 @@ def test_a_refused_resend_keeps_the_order_unknown_while_the_first_send_may_land(
     ledger = open_store(adapter=broker)
     order = ledger.trade(side="buy", symbol="AAPL", qty="3", price="10")
     assert order.status == "outcome_unknown"
-    resent = ledger.execute(order.id)
+    resent, _ = ledger.submit(order.id)
     assert resent.status == "outcome_unknown", "it may still land"
     assert "may still land" in resent.failures[-1]["message"]
     assert [t.client_order_id for t in broker.placed] == [order.client_order_id] * 2
@@ -340,7 +342,7 @@ def test_a_refused_resend_settles_the_order_long_after_the_first_send(
     order = ledger.trade(side="buy", symbol="AAPL", qty="3", price="10")
     later = datetime.now(UTC) + LANDING_WINDOW + timedelta(seconds=1)
     monkeypatch.setattr(router_module, "datetime", _FrozenAt(later))
-    resent = ledger.execute(order.id)
+    resent, _ = ledger.submit(order.id)
     assert resent.status == "submission_failed"
     assert resent.failures[-1]["code"] == "40310000"
 

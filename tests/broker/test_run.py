@@ -17,8 +17,9 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.domain.order import external_order_id
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.broker.fixtures_ledger import alpaca_env, invoke, open_alpaca
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env, invoke
+from tests.broker.fixtures_ledger import open_alpaca
 
 ROOT = Path(__file__).resolve().parents[2]
 

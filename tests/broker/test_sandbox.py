@@ -47,10 +47,8 @@ from alpaca.trading.models import Asset, NonTradeActivity, OptionContract, Order
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
 from pydantic import ValidationError
 
-from scripts import alpaca_sandbox
-from scripts.alpaca_sandbox import AlpacaSandbox
-
-from .conftest import make_client
+from sandbox import AlpacaSandbox, SandboxError, control
+from testing.doubles import make_client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC = json.loads(Path(__file__).with_name("alpaca_trading_api_subset.json").read_text())
@@ -1325,7 +1323,7 @@ def test_option_position_and_contract(
     refused = api_error(lambda: client.submit_order(limit(OCC, 1, "4")))
     assert refused.status_code == 422
     for bad in (("AAPL", 1), ("AAPL241313C00150000", 1), (OCC, "1.5")):
-        with pytest.raises(alpaca_sandbox.SandboxError):
+        with pytest.raises(SandboxError):
             sandbox.set_option_position(*bad)
     sandbox.set_option_position(OCC, 0)
     assert client.get_all_positions() == []
@@ -1428,7 +1426,7 @@ def test_account_flags_reported_and_omitted(
     assert (crypto.status_code, crypto.code) == (422, 40010001)
     assert client.submit_order(market("AAPL", 1)).status == OrderStatus.FILLED  # stocks still
     for bad in ({"status": "SLEEPING"}, {"daytrade_count": -1}, {"trading_blocked": "maybe"}):
-        with pytest.raises(alpaca_sandbox.SandboxError):
+        with pytest.raises(SandboxError):
             sandbox.set_account_flags(**bad)
 
 
@@ -1449,9 +1447,9 @@ def test_dust_position(
     assert client.get_open_position("BTC/USD").cost_basis == "0.00006"
     for position in raw_client.get_all_positions():
         conforms(position, "Position", CRYPTO_EXCHANGE)
-    with pytest.raises(alpaca_sandbox.SandboxError):
+    with pytest.raises(SandboxError):
         sandbox.set_position("AAPL", "0.0000000001")  # finer than Alpaca's 9 decimals
-    with pytest.raises(alpaca_sandbox.SandboxError):
+    with pytest.raises(SandboxError):
         sandbox.set_position("BTC/USD", "-1")  # crypto is never short
 
 
@@ -1472,7 +1470,7 @@ def test_fill_whose_order_cannot_be_fetched(
     assert untouched["side"] == "sell_short" and untouched["price"] == "190"
     assert [p.symbol for p in client.get_all_positions()] == ["MSFT"]
     placed = client.submit_order(market("AAPL", 1))
-    with pytest.raises(alpaca_sandbox.SandboxError):
+    with pytest.raises(SandboxError):
         sandbox.add_orphan_fill("AAPL", "buy", "1", order_id=str(placed.id))
 
 
@@ -1517,10 +1515,10 @@ def test_new_control_endpoints_over_http(
 def test_module_docstring_lists_every_control_endpoint() -> None:
     """The control API is documented in the module docstring; every route _control serves
     must be in its table (method and path)."""
-    source = inspect.getsource(AlpacaSandbox._control)
+    source = inspect.getsource(control.dispatch)
     routes = re.findall(r'case "(\w+)", \[([^\]]*)\]', source)
     assert len(routes) >= 24
-    doc = alpaca_sandbox.__doc__ or ""
+    doc = control.__doc__ or ""
     for method, pattern in routes:
         segments = []
         for part in (p.strip() for p in pattern.split(",")):
@@ -1536,12 +1534,12 @@ def test_module_docstring_lists_every_control_endpoint() -> None:
 @pytest.mark.parametrize("how", ["flags+SIGTERM", "env+SIGINT"])
 def test_cli_prints_its_address_and_stops_on_signals(how: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
-    args = [sys.executable, str(REPO_ROOT / "scripts" / "alpaca_sandbox.py"), "--port", "0"]
+    args = [sys.executable, "-m", "sandbox", "--port", "0"]
     if how.startswith("flags"):
         args += ["--key", "cli-key", "--secret", "cli-secret"]
     else:
         env.update(ALPACA_API_KEY="cli-key", ALPACA_SECRET_KEY="cli-secret")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 10)
         assert ready, "the sandbox printed nothing"

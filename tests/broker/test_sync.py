@@ -1,4 +1,5 @@
-"""`sync`: broker reads become events once, all or nothing (DESIGN.md invariants 9 and 10)."""
+"""`sync`: broker reads become events once, all or nothing (docs/design.md, "A failed read is
+never flat", "Corporate actions are not drift")."""
 
 from __future__ import annotations
 
@@ -13,27 +14,19 @@ from uuid import UUID
 import pytest
 
 from ledger.application import Ledger
-from ledger.brokers import alpaca as alpaca_module
+from ledger.brokers.alpaca import broker as alpaca_module
 from ledger.brokers.port import BrokerActivity, BrokerFill, BrokerOrder, BrokerReadError
 from ledger.domain import Order, event_name
 from ledger.domain.order import external_order_id
 from ledger.domain.values import OrderIntent
-from ledger.services.syncing import (
-    BrokerReads,
-    SyncCursor,
-    SyncMapper,
-    corporate_actions,
-    next_cursor,
-)
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.broker.fixtures_ledger import (
-    all_events,
-    alpaca_env,
-    event_names,
-    invoke,
-    open_alpaca,
-    recorded_executions,
-)
+from ledger.services.corporate_actions import corporate_actions
+from ledger.services.sync_cursor import SyncCursor, next_cursor
+from ledger.services.sync_mapper import SyncMapper
+from ledger.services.sync_reads import BrokerReads
+from ledger.services.syncing import last_cursor
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env, invoke
+from tests.broker.fixtures_ledger import all_events, event_names, open_alpaca, recorded_executions
 
 
 @pytest.fixture
@@ -100,17 +93,17 @@ def test_a_sync_continues_from_the_newest_snapshot_whoever_stored_it(
     first, second = open_alpaca(open_store, sandbox), open_alpaca(open_store, sandbox)
     report = first.sync()
     # Its own snapshot's cursor, known without decoding it, is the one stored in it.
-    assert first._last_cursor() == report.cursor == stored_cursor(first)
+    assert last_cursor(first) == report.cursor == stored_cursor(first)
 
     sandbox.set_symbol("MSFT", behavior="hold")
     held = second.trade(side="buy", symbol="MSFT", qty="1", order_type="limit", limit_price="1")
     later = second.sync()
     assert later.cursor != report.cursor and held.id in later.cursor.unresolved
     # Another process synced since: the first continues from that snapshot, not its own.
-    assert first._last_cursor() == later.cursor == stored_cursor(first)
+    assert last_cursor(first) == later.cursor == stored_cursor(first)
     again = first.sync()
     assert again.cursor.through > later.cursor.through
-    assert second._last_cursor() == again.cursor == stored_cursor(second)
+    assert last_cursor(second) == again.cursor == stored_cursor(second)
 
 
 # -- idempotency -----------------------------------------------------------------------------

@@ -11,15 +11,9 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.domain.values import OrderIntent
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.broker.fixtures_ledger import (
-    alpaca_env,
-    event_names,
-    invoke,
-    open_alpaca,
-    order_posts,
-    recorded_executions,
-)
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env, invoke, order_posts
+from tests.broker.fixtures_ledger import event_names, open_alpaca, recorded_executions
 
 
 @pytest.fixture
@@ -101,7 +95,7 @@ def test_a_duplicate_client_order_id_is_looked_up(alpaca: Ledger, sandbox: Alpac
     earlier = sandbox.create_external_order(
         "AAPL", "buy", "10", client_order_id=order.client_order_id
     )
-    executed = alpaca.execute(order_id)  # type: ignore[arg-type]
+    executed, _ = alpaca.submit(order_id)  # type: ignore[arg-type]
     assert (executed.status, executed.broker_order_id) == ("accepted", earlier["id"])
     assert len(broker_orders(sandbox, order.client_order_id)) == 1
     alpaca.sync()
@@ -143,7 +137,7 @@ def test_a_timeout_is_settled_by_lookup_never_by_a_second_post(
     settled = ledger.get_order(order.id)
     assert (settled.status, settled.filled_qty) == ("filled", Decimal(2))
     assert report.new_fills == 1 and report.new_orders == 0
-    retried = ledger.execute(order.id) if settled.status == "outcome_unknown" else settled
+    retried = ledger.submit(order.id)[0] if settled.status == "outcome_unknown" else settled
     assert retried.status == "filled"
     assert len(order_posts(sandbox)) == 1
     assert len(broker_orders(sandbox, order.client_order_id)) == 1
@@ -155,7 +149,7 @@ def test_a_retry_after_an_unknown_outcome_asks_first(
     sandbox.add_fault("502_html", method="POST", path="/v2/orders")
     failed = alpaca.trade(side="buy", symbol="AAPL", qty="1")
     assert failed.status == "outcome_unknown" and failed.failures[-1]["code"] == "http_502"
-    retried = alpaca.execute(failed.id)
+    retried, _ = alpaca.submit(failed.id)
     assert retried.status in ("accepted", "filled")
     assert [r["method"] for r in sandbox.requests(path="/v2/orders*")][-3:] == [
         "GET",

@@ -17,9 +17,9 @@ from commands.audit import csv_cell
 from commands.cli import cli
 from ledger.application import Ledger
 from ledger.domain.values import OrderIntent
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env
 from tests.broker.conftest import sandbox, sandbox_server  # noqa: F401
-from tests.broker.fixtures_ledger import alpaca_env
 
 
 def ok(*args: str) -> str:

@@ -31,9 +31,9 @@ from ledger.brokers.paper import PaperBroker
 from ledger.brokers.port import BrokerAnswer, BrokerError, BrokerReadError, FailureKind
 from ledger.domain import Reconciliation
 from ledger.domain.values import OrderIntent
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.broker.conftest import make_client, sandbox, sandbox_server  # noqa: F401
-from tests.broker.fixtures_ledger import alpaca_env
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env, make_client
+from tests.broker.conftest import sandbox, sandbox_server  # noqa: F401
 from tests.projections.script import Script
 
 # Each would vanish, crash the printer, or steer the terminal if printed as it is.

@@ -1,5 +1,5 @@
 """What the fault tests share: clean environments, running commands as real processes,
-reading the sandbox's request log and the event store from outside."""
+reading the event store from outside (the sandbox's request log: testing/doubles.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from typing import Any
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.settings import load_settings
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
+from testing import doubles
 
 ROOT = Path(__file__).resolve().parents[2]
 OUR_PREFIXES = ("ALPACA_", "BROKER_", "LEDGER_", "RECONCILE_", "PYTEST_")
@@ -41,13 +41,8 @@ def base_env(**extra: str) -> dict[str, str]:
 
 def alpaca_env(sandbox: AlpacaSandbox, database_url: str, **extra: str) -> dict[str, str]:
     return base_env(
-        BROKER_PROVIDER="alpaca",
-        ALPACA_API_KEY=sandbox.key,
-        ALPACA_SECRET_KEY=sandbox.secret,
-        ALPACA_BASE_URL=sandbox.base_url,
-        ALPACA_DATA_URL=sandbox.base_url,
         LEDGER_DATABASE_URL=database_url,
-        **{**FAST_BROKER, **extra},
+        **doubles.alpaca_env(sandbox, **{**FAST_BROKER, **extra}),
     )
 
 
@@ -190,16 +185,6 @@ def integrity_check(database_url: str) -> str:
     with sqlite3.connect(path, timeout=30) as conn:
         rows = conn.execute("PRAGMA integrity_check").fetchall()
     return "; ".join(str(r[0]) for r in rows)
-
-
-def order_posts(sandbox: AlpacaSandbox) -> list[dict[str, Any]]:
-    return sandbox.requests(method="POST", path="/v2/orders")
-
-
-def posts_per_client_order_id(sandbox: AlpacaSandbox) -> Counter[str]:
-    return Counter(
-        str((p["body"] or {}).get("client_order_id")) for p in order_posts(sandbox)
-    )
 
 
 def assert_one_clear_line(run: Run, *, exit_code: int, contains: str = "") -> None:

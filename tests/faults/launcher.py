@@ -71,7 +71,7 @@ def _wait(pid: int, kill_after: float | None, timeout: float) -> tuple[int, bool
 def main() -> None:
     # Everything a command imports, imported once, before any fork.
     import commands.cli  # noqa: F401
-    import ledger.brokers.alpaca  # noqa: F401
+    import ledger.brokers.alpaca.broker  # noqa: F401
     import projections.queries.reconcile_books  # noqa: F401
 
     print(json.dumps({"ready": os.getpid()}), flush=True)

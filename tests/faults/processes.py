@@ -13,8 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.faults.harness import Run, order_posts
+from sandbox import AlpacaSandbox
+from tests.faults.harness import Run
 
 
 class Cli:
@@ -68,10 +68,6 @@ def broker_orders_per_symbol(sandbox: AlpacaSandbox) -> Counter[str]:
     """Orders the broker actually created through the API (not the ones refused)."""
     return Counter(o["symbol"] for o in sandbox.state()["orders"]
                    if str(o.get("client_order_id", "")).startswith("tl-"))
-
-
-def posts_per_client_order_id(sandbox: AlpacaSandbox) -> Counter[str]:
-    return Counter(str((p["body"] or {}).get("client_order_id")) for p in order_posts(sandbox))
 
 
 def broker_positions(sandbox: AlpacaSandbox) -> dict[str, Decimal]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
 from tests.faults.harness import (
     Launcher,
     alpaca_env,

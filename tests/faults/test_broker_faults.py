@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ledger.brokers.alpaca import retry_delay
-from scripts.alpaca_sandbox import AlpacaSandbox
+from ledger.brokers.alpaca.client import retry_delay
+from sandbox import AlpacaSandbox
+from testing.doubles import broker_qty, order_posts, posts_per_client_order_id
 from tests.faults.harness import (
     Launcher,
     Run,
@@ -25,8 +25,6 @@ from tests.faults.harness import (
     assert_one_clear_line,
     event_names,
     open_store,
-    order_posts,
-    posts_per_client_order_id,
     stored_events,
 )
 
@@ -53,11 +51,6 @@ def cli(
         return done
 
     return run
-
-
-def broker_qty(sandbox: AlpacaSandbox, symbol: str) -> Decimal:
-    held = {p["symbol"]: Decimal(p["qty"]) for p in sandbox.state()["positions"]}
-    return held.get(symbol, Decimal(0))
 
 
 def failures(url: str) -> list[Any]:
@@ -172,7 +165,8 @@ def test_sync_retries_reads_or_stores_nothing(
     else:
         run = cli("sync")
         assert_one_clear_line(run, exit_code=code, contains=words)
-        assert event_names(url) == []  # invariant 9: no snapshot from a failed read
+        # No snapshot from a failed read (docs/design.md, "A failed read is never flat").
+        assert event_names(url) == []
     assert order_posts(sandbox) == []
 
 

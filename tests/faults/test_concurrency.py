@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
+from testing.doubles import posts_per_client_order_id
 from tests.faults.harness import (
     ROOT,
     Launcher,
@@ -27,7 +28,6 @@ from tests.faults.harness import (
     assert_one_clear_line,
     integrity_check,
     paper_env,
-    posts_per_client_order_id,
     stored_events,
 )
 

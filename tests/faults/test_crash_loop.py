@@ -23,14 +23,9 @@ from typing import Any
 import pytest
 
 from projections import catch_up
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.faults.harness import (
-    Launcher,
-    alpaca_env,
-    integrity_check,
-    open_store,
-    order_posts,
-)
+from sandbox import AlpacaSandbox
+from testing.doubles import order_posts
+from tests.faults.harness import Launcher, alpaca_env, integrity_check, open_store
 
 pytestmark = pytest.mark.faults
 

@@ -23,7 +23,7 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 from ledger.domain.order import external_order_id
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
 from tests.faults.harness import (
     Launcher,
     alpaca_env,

@@ -19,15 +19,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.faults.harness import alpaca_env, open_store, order_posts, run_cli
-from tests.faults.processes import (
-    Cli,
-    broker_orders_per_symbol,
-    broker_positions,
-    posts_per_client_order_id,
-    wait_until,
-)
+from sandbox import AlpacaSandbox
+from testing.doubles import order_posts, posts_per_client_order_id
+from tests.faults.harness import alpaca_env, open_store, run_cli
+from tests.faults.processes import Cli, broker_orders_per_symbol, broker_positions, wait_until
 
 pytestmark = pytest.mark.faults
 

@@ -36,7 +36,7 @@ import pytest
 from psycopg import sql
 
 from projections import catch_up
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
 from tests.conftest import PG_URL, RUN_ID
 from tests.faults.harness import alpaca_env, open_store, run_cli
 from tests.faults.processes import Cli, broker_orders_per_symbol, broker_positions

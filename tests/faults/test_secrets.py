@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
 from tests.conftest import RUN_ID
 from tests.faults.harness import Launcher, base_env
 from tests.pg_cluster import ThrowawayCluster

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from ledger.application import Ledger
 from ledger.domain import Order
 from projections.engine.digest import Dump, digest
+from projections.engine.memory_fold import MemoryFold, fold_events
 from projections.engine.runner import read_page
 from projections.engine.tables import (
     AUDIT_DAYS,
@@ -26,7 +27,6 @@ from projections.engine.tables import (
     order_row,
     position_row,
 )
-from projections.model.fold import MemoryFold, fold_events
 from projections.model.positions import Position, apply_ratio, apply_trade, merge_moved, signed
 
 ZONE = ZoneInfo("America/New_York")

@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
-from eventsourcing import domain
 
 from ledger.application import Ledger
 from projections import Views
+from testing.clock import Clock, stamped_by
 from tests.projections.script import Script
 
 
-class Clock:
-    """What `datetime.now` is for events: each reading moves on a millisecond, so events
-    recorded one after another keep their order."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        reading = self.now
-        self.now += timedelta(milliseconds=1)
-        return reading
-
-    def set(self, when: datetime) -> None:
-        self.now = when
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+def clock() -> Iterator[Clock]:
+    """Now for every event, from 2026-01-05 14:30 UTC on, a millisecond apart."""
     clock = Clock(datetime(2026, 1, 5, 14, 30, tzinfo=UTC))
-    # Every event takes its timestamp from this function of eventsourcing's domain module.
-    monkeypatch.setattr(domain, "datetime_now_with_tzinfo", clock)
-    yield clock
+    with stamped_by(clock):
+        yield clock
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from eventsourcing import domain
 
 from projections import Views, rebuild
-from tests.projections.conftest import Clock
+from testing.clock import Clock
 from tests.projections.script import Script
 from tests.projections.test_random_histories import fresh_ledger
 from tests.projections.test_views import story

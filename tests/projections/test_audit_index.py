@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from ledger.application import Ledger
 from projections import replay_day
-from projections.model.fold import AuditIndexer
+from projections.engine.audit_index import AuditIndexer
 
 NY = ZoneInfo("America/New_York")
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from ledger.domain import Adjustment, BrokerSnapshot, CorporateAction, Order
 from ledger.domain.corporate_action import corporate_action_id
 from ledger.domain.values import OrderIntent, Purpose
-from projections.model.fold import Book, MemoryFold, fold_events
+from projections.engine.memory_fold import MemoryFold, fold_events
+from projections.model.book import Book
 from projections.model.positions import Position, fold_trades
 from tests.projections.compare import ZONE
 

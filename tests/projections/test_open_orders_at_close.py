@@ -14,7 +14,7 @@ from ledger.application import Ledger
 from ledger.domain.order import Order
 from projections import Views, rebuild
 from projections.queries.audit import audit_document
-from tests.projections.conftest import Clock
+from testing.clock import Clock
 from tests.projections.script import Script
 
 NY = ZoneInfo("America/New_York")

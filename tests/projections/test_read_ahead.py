@@ -16,7 +16,7 @@ from projections import rebuild
 from projections.engine import read_ahead, rebuilder
 from projections.engine.read_ahead import PageDecoder, PageEncoder, ReaderFailed
 from projections.engine.runner import read_page
-from projections.model.fold import Stamp
+from projections.model.catalogue import Stamp
 from tests.projections.compare import memory_digests
 from tests.projections.script import Script
 

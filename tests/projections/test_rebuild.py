@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from commands.cli import cli
 from ledger.application import Ledger
+from ledger.domain import Order
 from projections import UnknownProjection, rebuild
 from projections.engine import rebuilder
 from projections.model import fold as fold_module
@@ -44,7 +45,7 @@ def test_verify_lists_what_a_fixed_projection_changes(
 ):
     some_history(script)
     with monkeypatch.context() as patch:
-        patch.setitem(fold_module.HANDLERS, "Order.PartiallyFilled", broken_partial_fills)
+        patch.setitem(fold_module.HANDLERS, Order.PartiallyFilled, broken_partial_fills)
         make_views().catch_up()
     assert {r.symbol: r.qty for r in make_views().local_book()} == {"AAPL": D(3), "MSFT": D(1)}
 
@@ -74,7 +75,7 @@ def test_text_report_lists_rows_and_exit_1(
 ):
     some_history(script)
     with monkeypatch.context() as patch:
-        patch.setitem(fold_module.HANDLERS, "Order.PartiallyFilled", broken_partial_fills)
+        patch.setitem(fold_module.HANDLERS, Order.PartiallyFilled, broken_partial_fills)
         make_views().catch_up()
     result = CliRunner().invoke(
         cli, ["rebuild", "--verify", "--projection", "local_book"], catch_exceptions=False

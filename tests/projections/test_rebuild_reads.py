@@ -6,8 +6,9 @@ from decimal import Decimal as D
 
 from ledger.application import Ledger
 from ledger.domain import Order
+from projections.engine.memory_fold import fold_events
 from projections.engine.runner import read_page
-from projections.model.fold import STATUS_ONLY_EVENTS, Stamp, fold_events
+from projections.model.catalogue import STATUS_ONLY_EVENTS, Stamp
 from tests.projections.compare import ZONE, memory_dumps
 from tests.projections.script import Script
 

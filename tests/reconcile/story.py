@@ -1,24 +1,16 @@
-"""The story of DESIGN.md section 1, set up through the real CLI against the sandbox."""
+"""The story of docs/design.md ("The story"), set up through the real CLI against the sandbox."""
 
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from commands.cli import cli
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.broker.fixtures_ledger import alpaca_env
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env, invoke
 
 PRICE = "187.20"
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def use_alpaca(monkeypatch: pytest.MonkeyPatch, sandbox: AlpacaSandbox, **extra: str) -> None:
@@ -46,14 +38,3 @@ def tell_story(monkeypatch: pytest.MonkeyPatch, sandbox: AlpacaSandbox) -> None:
 def reconcile(*args: str) -> tuple[int, dict[str, Any], str]:
     code, out, err = invoke("reconcile", "--json", *args)
     return code, (json.loads(out) if out.strip() else {}), err
-
-
-def order_posts(sandbox: AlpacaSandbox) -> list[dict[str, Any]]:
-    return sandbox.requests(method="POST", path="/v2/orders")
-
-
-def broker_qty(sandbox: AlpacaSandbox, symbol: str) -> Decimal:
-    for position in sandbox.state()["positions"]:
-        if position["symbol"] == symbol:
-            return Decimal(str(position["qty"]))
-    return Decimal(0)

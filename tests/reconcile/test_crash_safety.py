@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.reconcile.story import broker_qty, order_posts, reconcile, tell_story
+from sandbox import AlpacaSandbox
+from testing.doubles import broker_qty, order_posts
+from tests.reconcile.story import reconcile, tell_story
 
 pytestmark = pytest.mark.usefixtures("cli_env")
 

@@ -10,15 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.reconcile.story import (
-    broker_qty,
-    invoke,
-    order_posts,
-    reconcile,
-    use_alpaca,
-    use_paper,
-)
+from sandbox import AlpacaSandbox
+from testing.doubles import broker_qty, invoke, order_posts
+from tests.reconcile.story import reconcile, use_alpaca, use_paper
 
 pytestmark = pytest.mark.usefixtures("cli_env")
 

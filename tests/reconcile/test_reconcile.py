@@ -6,17 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.reconcile.story import (
-    PRICE,
-    broker_qty,
-    invoke,
-    order_posts,
-    reconcile,
-    tell_story,
-    use_alpaca,
-    use_paper,
-)
+from sandbox import AlpacaSandbox
+from testing.doubles import broker_qty, invoke, order_posts
+from tests.reconcile.story import PRICE, reconcile, tell_story, use_alpaca, use_paper
 
 pytestmark = pytest.mark.usefixtures("cli_env")
 

@@ -14,9 +14,9 @@ from ledger.services.reconciling import Reconciler, ReconcileRequest
 from ledger.settings import Settings
 from projections import catch_up
 from projections.queries.reconcile_books import ReconcileBooks
-from scripts.alpaca_sandbox import AlpacaSandbox
-from tests.broker.fixtures_ledger import alpaca_env
-from tests.reconcile.story import order_posts, reconcile, tell_story
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env, order_posts
+from tests.reconcile.story import reconcile, tell_story
 
 pytestmark = pytest.mark.usefixtures("cli_env")
 

@@ -29,13 +29,13 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.application import DateAsISO, Ledger
+from ledger.application import Ledger
 from ledger.domain import BrokerSnapshot, Decision, Order
 from ledger.domain.order import decision_order_id
 from ledger.domain.values import OrderIntent, Purpose
 from ledger.infrastructure.collector import CollectorPaused
-from ledger.infrastructure.recording import CopyingPostgresRecorder, LedgerTranscoder
-from tests.conftest import PG_URL, _with_query
+from ledger.infrastructure.recording import CopyingPostgresRecorder, DateAsISO, LedgerTranscoder
+from tests.conftest import PG_URL, with_query
 
 WHEN = datetime(2026, 1, 5, 14, 30, 0, 123456, tzinfo=UTC)
 
@@ -194,7 +194,7 @@ def test_a_save_that_meets_stored_events_stores_nothing(ledger: Ledger) -> None:
 
 @pytest.fixture
 def pg_url(pg_schema: str) -> str:
-    return _with_query(PG_URL, schema=pg_schema)
+    return with_query(PG_URL, schema=pg_schema)
 
 
 def _open(url: str, recorder: str | None) -> Ledger:

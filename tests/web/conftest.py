@@ -1,7 +1,7 @@
 """A story with a difference between the books, served by `commands serve` as a real
 subprocess, and a headless Chromium to read it. Written once per store for the package.
 
-The story (DESIGN.md section 1, told through the CLI against the Alpaca sandbox):
+The story (docs/design.md, "The story", told through the CLI against the Alpaca sandbox):
 4 AAPL reach Alpaca, a bug fills 6 more on paper, a real `reconcile` sends the compensating
 buy of 6; then the bug strikes again on MSFT (3 on paper) and `reconcile --dry-run` plans
 buy 3 MSFT without sending it. So the books differ on MSFT, with its cause, and the day
@@ -18,25 +18,21 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from ledger.bootstrap import open_ledger
 from ledger.settings import load_settings
-from scripts.alpaca_sandbox import AlpacaSandbox
+from sandbox import AlpacaSandbox
+from testing.doubles import alpaca_env, invoke
 from tests.broker.conftest import sandbox, sandbox_server  # noqa: F401 - shared fixtures
-from tests.broker.fixtures_ledger import alpaca_env
-from tests.conftest import PG_URL, STORES
-from tests.reconcile.story import invoke, reconcile, tell_story, use_paper
+from tests.conftest import STORES, fresh_store
+from tests.reconcile.story import reconcile, tell_story, use_paper
 from tests.web.http import fetch
 
 ZONE = "America/New_York"
@@ -70,10 +66,6 @@ class Server:
     story: Story
 
 
-def _schema_url(schema: str) -> str:
-    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
-
-
 def clean_env(database_url: str, **extra: str) -> dict[str, str]:
     """The environment of a subprocess: ours, without any ALPACA_/BROKER_/LEDGER_ of the host."""
     env = {
@@ -84,14 +76,20 @@ def clean_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def _cli_in(patch: pytest.MonkeyPatch, workdir: Path, database_url: str) -> None:
+    """The CLI run in this process as from `workdir`, on `database_url`, without any
+    ALPACA_/BROKER_/LEDGER_/RECONCILE_ setting of the host."""
+    patch.chdir(workdir)
+    for name in list(os.environ):
+        if name.startswith(("ALPACA_", "BROKER_", "LEDGER_", "RECONCILE_")):
+            patch.delenv(name, raising=False)
+    patch.setenv("LEDGER_DATABASE_URL", database_url)
+    patch.setenv("LEDGER_TIMEZONE", ZONE)
+
+
 def _write_story(database_url: str, broker: AlpacaSandbox, workdir: Path) -> Story:
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(workdir)
-        for name in list(os.environ):
-            if name.startswith(("ALPACA_", "BROKER_", "LEDGER_", "RECONCILE_")):
-                patch.delenv(name, raising=False)
-        patch.setenv("LEDGER_DATABASE_URL", database_url)
-        patch.setenv("LEDGER_TIMEZONE", ZONE)
+        _cli_in(patch, workdir, database_url)
         tell_story(patch, broker)
         code, done, err = reconcile()
         assert code == 0 and done["summary"]["submitted"] == 1, err
@@ -121,27 +119,6 @@ def _day_of(database_url: str, client_order_id: str) -> date:
         ledger.close()
 
 
-@contextmanager
-def _fresh_store(kind: str, folder: Path, broker: AlpacaSandbox) -> Iterator[str]:
-    """An empty store of `kind` and a clean sandbox; the store is dropped afterwards."""
-    schema = None
-    if kind == "sqlite":
-        url = f"sqlite:///{folder / 'ledger.db'}"
-    else:
-        schema = f"web_{uuid.uuid4().hex[:12]}"
-        url = _schema_url(schema)
-    broker.reset()
-    try:
-        yield url
-    finally:
-        broker.reset()
-        if schema is not None:
-            with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(
-                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-                )
-
-
 @pytest.fixture(scope="package", params=STORES)
 def story(
     request: pytest.FixtureRequest,
@@ -149,7 +126,7 @@ def story(
     sandbox_server: AlpacaSandbox,  # noqa: F811 - the shared fixture, by name
 ) -> Iterator[Story]:
     folder = tmp_path_factory.mktemp(f"web-{request.param}")
-    with _fresh_store(request.param, folder, sandbox_server) as url:
+    with fresh_store(request.param, folder, sandbox_server, "web") as url:
         yield _write_story(url, sandbox_server, folder)
 
 
@@ -292,12 +269,7 @@ def _await_answers(broker: AlpacaSandbox) -> None:
 def _tell_settling(database_url: str, broker: AlpacaSandbox, workdir: Path,
                    page_url: str) -> Settling:
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(workdir)
-        for name in list(os.environ):
-            if name.startswith(("ALPACA_", "BROKER_", "LEDGER_", "RECONCILE_")):
-                patch.delenv(name, raising=False)
-        patch.setenv("LEDGER_DATABASE_URL", database_url)
-        patch.setenv("LEDGER_TIMEZONE", ZONE)
+        _cli_in(patch, workdir, database_url)
         tell_story(patch, broker)
         # Only the first POST is held: a delay applies to the requests that arrive while set.
         broker.set_delay(HELD_POST_SECONDS, method="POST", path="/v2/orders")
@@ -340,7 +312,7 @@ def settling_server(
 ) -> Iterator[SettlingServer]:
     """The page served from the first event on: it reads the history as it is written."""
     folder = tmp_path_factory.mktemp(f"settling-{request.param}")
-    with _fresh_store(request.param, folder, sandbox_server) as database_url:
+    with fresh_store(request.param, folder, sandbox_server, "web") as database_url:
         process, url, printed = start_server(database_url, folder)
         try:
             assert url is not None, printed

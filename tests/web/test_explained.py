@@ -10,13 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from commands.web.books import Books, read_books
 from commands.web.context import WebContext
-from commands.web.explained import ExplainMemo
 from ledger.application import Ledger
 from ledger.domain import BrokerSnapshot, CorporateAction
 from ledger.domain.corporate_action import corporate_action_id
 from ledger.domain.planning import SymbolFacts
+from projections.queries.books import Books, read_books
+from projections.queries.explained import ExplainMemo
 from projections.queries.reconcile_books import ReconcileBooks
 
 

@@ -13,7 +13,8 @@ import pytest
 from commands.web import formatting
 from ledger.application import Ledger
 from ledger.brokers.paper import PaperBroker
-from tests.audit.history import Clock, stamping, utc
+from testing.clock import stamped_by
+from tests.audit.history import Clock, utc
 from tests.web.conftest import start_server, stop
 from tests.web.http import fetch
 
@@ -29,7 +30,7 @@ def served(open_store: Callable[..., Ledger], database_url: str,
     """Paper trades on one day, on the store under test, and the page over them."""
     clock = Clock()
     ledger = open_store(adapter=PaperBroker(clock))
-    with stamping(clock):
+    with stamped_by(clock):
         clock.set(utc(f"{DAY}T15:00:00"))
         ledger.trade(side="buy", symbol="AAPL", qty="4", price="187.20", reason="open")
         ledger.trade(side="buy", symbol="AAPL", qty="7", price="188.40", reason="add")

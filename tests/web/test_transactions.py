@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from commands.web.context import WebContext
-from commands.web.transactions import (
+from ledger.application import Ledger
+from ledger.domain.values import OrderIntent
+from projections.queries.transactions import (
     OrderQuery,
     PageOutOfRange,
     _where,
@@ -14,8 +16,6 @@ from commands.web.transactions import (
     sort_newest,
     walk_newest,
 )
-from ledger.application import Ledger
-from ledger.domain.values import OrderIntent
 
 
 def test_walking_the_log_and_sorting_in_the_database_agree(ledger: Ledger) -> None:

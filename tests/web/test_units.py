@@ -11,11 +11,12 @@ import pytest
 
 from commands.serve import is_loopback_host
 from commands.web import formatting, params
-from commands.web.books import STALE_AFTER, Books, BookValue, Difference, banners
+from commands.web.books import STALE_AFTER, banners
 from commands.web.guard import host_name, is_loopback
-from commands.web.history import Point
 from commands.web.svg import chart
-from projections.model.fold import BrokerAccountState
+from projections.model.records import BrokerAccountState
+from projections.queries.books import Books, BookValue, Difference
+from projections.queries.history import Point
 
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 ZONE = ZoneInfo("America/New_York")

@@ -8,10 +8,12 @@ and those change only when an event about that symbol is applied. So the page ke
 explanation and, when the views move on, reads just the new events to learn which
 symbols they touched and forgets those: the rest are served from memory.
 
-A broker sync writes opening lines into the broker book, which no explanation reads
-(only splits and symbol changes do), so a sync forgets nothing; its new quantities are
-part of the facts, which are compared whole. Any event this module does not know, a
-rebuild's new tables, or a long gap forgets everything: correctness first.
+Which symbols an event touches is the catalogue's (`projections.model.catalogue`): an
+order's event touches its order's symbol, a corporate action or an adjustment its own. A
+broker sync writes opening lines into the broker book, which no explanation reads (only
+splits and symbol changes do), so a sync forgets nothing; its new quantities are part of
+the facts, which are compared whole. An event the catalogue does not know, an order the
+view lacks, a rebuild's new tables, or a long gap forgets everything: correctness first.
 """
 
 from __future__ import annotations
@@ -22,19 +24,13 @@ from typing import Any
 from uuid import UUID
 
 from ledger.domain.planning import SymbolFacts
-from projections.engine.runner import Stamp, pages
+from projections.engine.runner import pages
+from projections.model.catalogue import BookEffect, UnknownEvent, kind_of_event
 from projections.queries.views import Views
 
 # More new events than this: explaining afresh costs less than reading them all.
 TAIL_LIMIT = 20_000
 _ORDER_SYMBOLS = 100_000
-# Events that change no orders and no split or symbol-change line of any book.
-_IGNORED = frozenset({
-    "BrokerSnapshot.Synced",
-    "ReconciliationLock.Created",
-    "ReconciliationLock.Acquired",
-    "ReconciliationLock.Released",
-})
 
 
 class _Everything(Exception):
@@ -87,18 +83,15 @@ class ExplainMemo:
         return touched
 
     def _symbols(self, views: Views, event: Any) -> set[str]:
-        if isinstance(event, Stamp):  # a decision or a reconciliation step: no view rows
-            return set()
-        kind = type(event).__qualname__
-        if kind in _IGNORED:
-            return set()
-        if kind.startswith("Order."):
+        try:
+            kind = kind_of_event(event)
+        except UnknownEvent as unknown:
+            raise _Everything(str(unknown)) from None
+        if kind.of_order:
             return {self._order_symbol(views, event.originator_id)}
-        if kind == "CorporateAction.Recorded":
-            return {event.symbol.upper(), (event.new_symbol or event.symbol).upper()}
-        if kind == "Adjustment.Recorded":
-            return {event.symbol.upper()}
-        raise _Everything(kind)
+        if kind.book is BookEffect.MOVES:
+            return set(kind.symbols(event, None) or ())
+        return set()
 
     def _order_symbol(self, views: Views, order_id: UUID) -> str:
         symbol = self._order_symbols.get(order_id)

@@ -18,10 +18,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from projections.engine.audit_index import opening_state
-from projections.engine.runner import read_page
+from projections.engine.audit_index import AuditDay, load_opening
+from projections.engine.day_replay import opening_state
+from projections.engine.replay import replay
 from projections.engine.tables import AUDIT_DAYS, day_from_row
-from projections.model.fold import AuditDay, FoldState
+from projections.model.catalogue import BookEffect, kind_of
+from projections.model.fold import FoldState
 from projections.model.positions import Position
 from projections.queries.reconcile_books import last_prices
 from projections.queries.views import Views
@@ -29,10 +31,6 @@ from projections.queries.views import Views
 ZERO = Decimal(0)
 MAX_DAYS = 120
 FINE_EVENTS = 5_000
-_BOOK_EVENTS = frozenset({
-    "Order.Filled", "Order.PartiallyFilled", "Order.FillReversed", "CorporateAction.Recorded",
-    "Adjustment.Recorded", "BrokerSnapshot.Synced",
-})
 
 
 @dataclass(frozen=True)
@@ -95,30 +93,24 @@ def _recent_days(views: Views) -> list[AuditDay]:
 
 
 def _by_event(views: Views, days: list[AuditDay], symbol: str | None) -> list[Point]:
-    state = opening_state(views, days[0].day, days[0].first_seq)
+    first = days[0].first_seq
+    state = opening_state(views, days[0].day, first).state
     prices = _Prices(views)
     if state.account is not None:
         prices.from_snapshot(state.account.snapshot_id)
     points: list[Point] = []
-    after, last = days[0].first_seq - 1, days[-1].last_seq
-    while after < last:
-        page = read_page(views.ledger, after, views.page_size, stop=last)
-        if not page:
-            break
-        for order_id in state.order_ids_to_load(page):
-            record = views.order(order_id)
-            if record is not None:
-                state.orders[order_id] = record
-        for seq, event in page:
-            kind = type(event).__qualname__
-            if seq == days[0].first_seq:
-                _add(points, _point(event.timestamp, state, prices, symbol))
-            state.apply(seq, event)
-            if kind in _BOOK_EVENTS:
-                if kind == "BrokerSnapshot.Synced":
-                    prices.from_positions(list(event.positions))
-                _add(points, _point(event.timestamp, state, prices, symbol))
-        after = page[-1][0]
+
+    def step(seq: int, event: Any) -> None:
+        if seq == first:
+            _add(points, _point(event.timestamp, state, prices, symbol))
+        state.apply(seq, event)
+        book = kind_of(type(event)).book
+        if book is not BookEffect.NONE:
+            if book is BookEffect.RESTARTS:
+                prices.from_positions(list(event.positions))
+            _add(points, _point(event.timestamp, state, prices, symbol))
+
+    replay(views, state, first, days[-1].last_seq, step=step)
     return points
 
 
@@ -132,8 +124,8 @@ def _by_day(views: Views, days: list[AuditDay], symbol: str | None, now: datetim
     prices = _Prices(views)
     points = []
     for day in days:
-        state = FoldState(views.zone, audit=False)
-        state.load_opening(day.closing)
+        state = FoldState(views.zone)
+        load_opening(state, day.closing)
         if state.account is not None:
             prices.from_snapshot(state.account.snapshot_id)
         ends = datetime.combine(day.day + timedelta(days=1), time(0), tzinfo=views.zone)
