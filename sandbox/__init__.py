@@ -50,7 +50,8 @@ The API served
 --------------
 Trading (``APCA-API-KEY-ID``/``APCA-API-SECRET-KEY`` required, else 401):
 ``GET /v2/account``, ``GET /v2/positions``, ``GET /v2/positions/{symbol_or_asset_id}``,
-``GET|POST|DELETE /v2/orders``, ``GET|DELETE /v2/orders/{order_id}``,
+``GET|POST|DELETE /v2/orders``, ``GET|PATCH|DELETE /v2/orders/{order_id}`` (PATCH
+replaces an order),
 ``GET /v2/orders:by_client_order_id``, ``GET /v2/account/activities[/{activity_type}]``,
 ``GET /v2/clock``, ``GET /v2/assets`` (``status``, ``asset_class`` filters; us_equity by
 default), ``GET /v2/assets/{symbol_or_asset_id}``, ``GET /v2/options/contracts/{symbol_or_id}``.
@@ -62,6 +63,14 @@ is the symbol's configured price; a symbol the sandbox does not know, or one set
 ``latest_trade=False``, is left out of the map.
 
 Faults and delays match on the request path, so they can target market data too.
+
+The trade_updates stream
+------------------------
+``ws://host:port/stream`` (``AlpacaSandbox.stream_url``), on the same port: alpaca-py's
+``TradingStream`` (``url_override=sb.stream_url``) authenticates, listens to
+``trade_updates`` and gets an update for every order change (new, accepted, partial_fill,
+fill, canceled, expired, rejected, replaced) in binary frames, as Alpaca's paper endpoint
+sends them. ``sandbox/stream.py`` documents it and its faults.
 
 The control API under ``/_sandbox/`` is documented in ``sandbox/control.py``;
 ``python -m sandbox --help`` prints this text and that one.

@@ -59,9 +59,11 @@ class Api(Orders, MarketData):
             case ["orders:by_client_order_id"]:
                 handler = lambda: self._api_order_by_client_id(query)  # noqa: E731
             case ["orders", order_id]:
-                allowed = ("GET", "DELETE")
+                allowed = ("GET", "DELETE", "PATCH")
                 if method == "DELETE":
                     return self._api_cancel(order_id)
+                if method == "PATCH":
+                    return self._api_replace(order_id, raw)
                 handler = lambda: shapes.order_json(self._api_order(order_id))  # noqa: E731
             case ["account", "activities"]:
                 handler = lambda: self._api_activities(None, query)  # noqa: E731

@@ -54,6 +54,17 @@ DELETE   /faults                         -> clear_faults()
 POST     /delays                         {seconds, method?, path?} -> set_delay()
 GET      /delays                         -> delays()
 DELETE   /delays                         -> clear_delays()
+POST     /stream/faults                  {delay_ms?, duplicate_next?, refuse_auth?}
+                                         -> set_stream_faults(): replaces the stream
+                                         faults (see ``sandbox/stream.py``)
+GET      /stream/faults                  -> stream_faults()
+POST     /stream/drop                    -> drop_stream_connections(): hang up on every
+                                         /stream socket at once; {"dropped": n}
+GET      /stream/connections             -> stream_connections(): each open /stream
+                                         connection, authenticated?, streams
+GET      /stream/emitted                 -> stream_emitted(): every trade update
+                                         produced, {at_ns, event, order_id,
+                                         execution_id}
 =======  ==============================  ===============================================
 """
 
@@ -106,6 +117,7 @@ ACTIVITY_FIELDS = (
     "description",
     "apply_cash",
 )
+STREAM_FAULT_FIELDS = ("delay_ms", "duplicate_next", "refuse_auth")
 FAULT_FIELDS = ("method", "path", "count", "retry_after", "delay", "field", "value")
 
 
@@ -225,4 +237,14 @@ def dispatch(
         case "DELETE", ["delays"]:
             sb.clear_delays()
             return ok()
+        case "POST", ["stream", "faults"]:
+            return ok(sb.set_stream_faults(**pick(body, STREAM_FAULT_FIELDS)))
+        case "GET", ["stream", "faults"]:
+            return ok(sb.stream_faults())
+        case "POST", ["stream", "drop"]:
+            return ok({"ok": True, "dropped": sb.drop_stream_connections()})
+        case "GET", ["stream", "connections"]:
+            return ok(sb.stream_connections())
+        case "GET", ["stream", "emitted"]:
+            return ok(sb.stream_emitted())
     return Reply(404, {"code": 40410000, "message": "no such control endpoint"})

@@ -308,6 +308,7 @@ class Market(Account):
         if order.status == "accepted" and self._can_trade_now(order):
             order.status = "new"
             order.updated_at = self._tick()
+            self._order_event("new", order)
         if cfg.behavior not in ("fill", "partial") or not self._can_trade_now(order):
             return
         price = cfg.price
@@ -343,6 +344,7 @@ class Market(Account):
         if status == "filled":
             order.filled_at = at
         order.fills.append(Fill(qty, price, at, activity["id"]))
+        self._order_event("fill" if status == "filled" else "partial_fill", order, order.fills[-1])
 
     def _execute(
         self,

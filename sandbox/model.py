@@ -193,6 +193,9 @@ class Order:
     canceled_at: datetime | None = None
     expired_at: datetime | None = None
     failed_at: datetime | None = None
+    replaced_at: datetime | None = None
+    replaced_by: str | None = None  # the order that replaced this one
+    replaces: str | None = None  # the order this one replaced
     fills: list[Fill] = field(default_factory=list)
 
     @property

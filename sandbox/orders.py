@@ -145,6 +145,7 @@ class Orders(Market):
             order.expired_at = at
         else:
             order.failed_at = at
+        self._order_event(status, order)  # the event is named as the status
 
     # ------------------------------------------------------------------------ API
 
@@ -168,6 +169,62 @@ class Orders(Market):
         order = self._open_order(self._api_order(order_id))
         self._close_order(order, "canceled")
         return Reply(204)
+
+    def _api_replace(self, order_id: str, raw: bytes) -> Reply:
+        """``PATCH /v2/orders/{order_id}``: "Replaces a single order with updated parameters.
+        Each parameter overrides the corresponding attribute of the existing order. The other
+        attributes remain the same" (docs.alpaca.markets/reference/replaceorderforaccount).
+        The old order becomes ``replaced`` (``replaced_by``, ``replaced_at``), the answer is
+        the new one (``replaces``), and the stream says ``replaced`` then ``new``.
+
+        The sandbox replaces only an order still ``new`` (the docs refuse accepted and
+        pending ones; a partly filled one is the sandbox's own refusal), and only ``qty``,
+        ``time_in_force``, ``limit_price`` and ``client_order_id``.
+        """
+        old = self._api_order(order_id)
+        try:
+            body = loads(raw) if raw else None
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise SandboxError(400, 40010000, "request body format is invalid")
+        if old.status != "new" or old.fills:
+            raise _refused(f'order is not replaceable in "{old.status}" state', 42210000)
+        for name in ("stop_price", "trail"):
+            if body.get(name) is not None:
+                raise _refused(f"{name} is not supported by the sandbox")
+        qty = old.qty if body.get("qty") is None else positive(body["qty"], "qty")
+        if old.qty is None and body.get("qty") is not None:
+            raise _refused("qty cannot replace the notional of a notional order")
+        tif = body.get("time_in_force") or old.time_in_force
+        if tif not in TIME_IN_FORCE:
+            raise _refused(f"invalid time_in_force: {tif}")
+        limit_price = old.limit_price
+        if body.get("limit_price") is not None:
+            if old.type != "limit":
+                raise _refused("limit_price is only for limit orders")
+            limit_price = positive(body["limit_price"], "limit_price")
+        coid = body.get("client_order_id")
+        if coid is not None and (not isinstance(coid, str) or len(coid) > 128):
+            raise _refused("client_order_id must be a string of at most 128 characters")
+        if coid is not None and coid in self._by_client_id:
+            raise _refused("client_order_id must be unique")
+        cfg = self._require_symbol(old.symbol)
+        new = self._new_order(
+            cfg, coid, old.side, old.type, tif, qty=qty, notional=old.notional,
+            limit_price=limit_price, extended_hours=old.extended_hours, origin=old.origin,
+        )
+        new.replaces = old.id
+        if not self._can_trade_now(new):
+            new.status = "accepted"
+        at = self._tick()
+        old.status = "replaced"
+        old.replaced_at = old.updated_at = at
+        old.replaced_by = new.id
+        self._order_event("replaced", old)
+        self._store_order(new)
+        self._try_execute(new)
+        return Reply(200, shapes.order_json(new))
 
     def _api_cancel_all(self) -> Reply:
         canceled = [o for o in self._orders.values() if o.is_open]

@@ -1,6 +1,7 @@
 """The sandbox as a server: `AlpacaSandbox` puts the layers together (state, activities,
-account, market, orders, the API routes; faults beside them), serves them over HTTP on a
-daemon thread, and sends ``/_sandbox/...`` to the control API and the rest to the API."""
+account, market, orders, the API routes; faults and the trade_updates stream beside them),
+serves them over HTTP on a daemon thread, and sends ``/_sandbox/...`` to the control API,
+a WebSocket upgrade of ``/stream`` to the stream, and the rest to the API."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from sandbox import control, shapes
 from sandbox.api import Api
 from sandbox.faults import PRE_FAULTS, FaultInjection, distort, fault_reply
 from sandbox.state import DEFAULT_CASH, DEFAULT_KEY, DEFAULT_SECRET
+from sandbox.stream import STREAM_PATH, Streaming, accept_key
 from sandbox.wire import Reply, public
 
 
-class AlpacaSandbox(Api, FaultInjection):
+class AlpacaSandbox(Api, FaultInjection, Streaming):
     """The sandbox: in-memory account state, the v2 API, the control API, a server.
 
     All state sits behind one re-entrant lock; the HTTP server answers each connection
@@ -66,6 +68,8 @@ class AlpacaSandbox(Api, FaultInjection):
         if server is None:
             return
         server.shutdown()
+        # stream connections live on their handler threads; end them with the server
+        self.drop_stream_connections()
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -81,6 +85,11 @@ class AlpacaSandbox(Api, FaultInjection):
     def base_url(self) -> str:
         """Root URL without ``/v2``: alpaca-py appends ``/v2/...`` to ``url_override``."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def stream_url(self) -> str:
+        """The trade_updates WebSocket, for TradingStream's ``url_override``."""
+        return f"ws://{self.host}:{self.port}{STREAM_PATH}"
 
     # ----------------------------------------------------------------- requests
 
@@ -141,6 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "alpaca-sandbox/1.0"
 
     def do_GET(self) -> None:
+        if self._is_stream_upgrade():
+            self._serve_stream()
+            return
         self._handle()
 
     def do_POST(self) -> None:
@@ -158,6 +170,33 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.sandbox.verbose:
             super().log_message(format, *args)
+
+    def _is_stream_upgrade(self) -> bool:
+        # Only a WebSocket upgrade of /stream: a plain GET /stream stays the API's 404.
+        connection = {t.strip().lower() for t in (self.headers.get("Connection") or "").split(",")}
+        return (
+            urlsplit(self.path).path == STREAM_PATH
+            and (self.headers.get("Upgrade") or "").lower() == "websocket"
+            and "upgrade" in connection
+        )
+
+    def _serve_stream(self) -> None:
+        """The RFC 6455 opening handshake (4.2.2), then the connection is the stream's."""
+        self.close_connection = True  # no HTTP request follows on this socket
+        key = self.headers.get("Sec-WebSocket-Key")
+        if not key or self.headers.get("Sec-WebSocket-Version") != "13":
+            self.send_response(400)
+            self.send_header("Sec-WebSocket-Version", "13")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept_key(key))
+        self.end_headers()
+        host, port = self.client_address[:2]
+        self.server.sandbox._serve_stream(self.connection, self.rfile, f"{host}:{port}")
 
     def _handle(self) -> None:
         sandbox = self.server.sandbox

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from sandbox import shapes
-from sandbox.model import Order, Position, Symbol, default_universe
+from sandbox.model import Fill, Order, Position, Symbol, default_universe
 from sandbox.wire import ET, ZERO, SandboxError, dec, parse_time
 
 DEFAULT_KEY = "sandbox-key"
@@ -149,3 +149,9 @@ class SandboxState:
     def _store_order(self, order: Order) -> None:
         self._orders[order.id] = order
         self._by_client_id[order.client_order_id] = order
+        # Alpaca's "accepted": received while the market is closed, not yet routed
+        self._order_event("accepted" if order.status == "accepted" else "new", order)
+
+    def _order_event(self, event: str, order: Order, fill: Fill | None = None) -> None:
+        """An order changed (called under the lock): the stream layer (``sandbox/stream.py``)
+        sends it to its listeners as a ``trade_updates`` message."""
