@@ -141,6 +141,7 @@ def show(document: dict[str, Any]) -> None:
     literal_console.print(_positions_table(document))
     _show_pnl(document)
     _show_unresolved(document["unresolved"])
+    _show_drift(document.get("drift_windows") or [])
 
 
 def _short(client_order_id: str | None) -> str:
@@ -245,3 +246,21 @@ def _show_unresolved(unresolved: dict[str, list[dict[str, Any]]]) -> None:
                   for key in ("local_qty", "broker_qty", "open_qty", "delta")),
             )
         literal_console.print(table)
+
+
+def _show_drift(windows: Sequence[dict[str, Any]]) -> None:
+    """When `commands run`'s watchdog found the books apart (drifts begun or ended that day)."""
+    if not windows:
+        return
+    table = Table(title="Drift windows (books apart, found by `commands run`)")
+    for column in ("began", "ended", "symbols (delta, cause)"):
+        table.add_column(column, overflow="fold")
+    for window in windows:
+        symbols = ", ".join(
+            f"{item['symbol']} {item['delta']} ({item['cause']})" for item in window["symbols"]
+        )
+        ended = window["ended_at"]
+        table.add_row(f"{window['began_at']:%Y-%m-%d %H:%M:%S %Z}",
+                      "still open" if ended is None else f"{ended:%Y-%m-%d %H:%M:%S %Z}",
+                      symbols)
+    literal_console.print(table)

@@ -97,9 +97,13 @@ def serve(session: Session, host: str, port: int) -> None:
     from commands.web.pages import warm_up
 
     settings = session.settings
-    context = WebContext(open_ledger(settings, adapter=NoBroker()), timezone=settings.timezone)
+    context = WebContext(open_ledger(settings, adapter=NoBroker()), timezone=settings.timezone,
+                         health=(settings.health_host, settings.health_port))
     try:
         click.echo("Bringing the views up to date...")
+        # Only the catch-up comes before listening; the explanations of the differences
+        # (seconds on a long history) are worked out in the background meanwhile, and the
+        # books page shows the rest until they are in.
         warm_up(context)
         app = create_app(context, token=token, loopback_only=local and token is None)
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ledger.brokers.paper import PaperBroker
 from ledger.brokers.router import BrokerRouter
 from ledger.infrastructure.event_store import EventStore
-from ledger.services import syncing, trading
+from ledger.services import live, syncing, trading
 from ledger.services.syncing import OwnSync
 
 
@@ -38,4 +38,5 @@ class Ledger(EventStore):
     own_sync: OwnSync | None = None
     sync = syncing.sync
     poll = syncing.poll
-    keep_current = syncing.keep_current
+    # `commands run`'s service loop (polls, the stream, the watchdog's hooks).
+    keep_current = live.keep_current

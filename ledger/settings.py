@@ -13,7 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.domain.values import MAX_AMOUNT, InvalidInput, to_decimal
@@ -82,6 +82,8 @@ _DECIMAL_RANGES = {
     "RECONCILE_MAX_ORDER_NOTIONAL": _Range(Decimal(0), MAX_AMOUNT, True, "amount"),
     "RECONCILE_MAX_RUN_NOTIONAL": _Range(Decimal(0), MAX_AMOUNT, True, "amount"),
     "RECONCILE_EXTENDED_HOURS_SLIPPAGE": _Range(Decimal(0), MAX_SLIPPAGE),
+    # A day at most: a drift unreported for longer is the weeks-long silence this guards.
+    "LEDGER_DRIFT_ALERT_SECONDS": _Range(Decimal(0), Decimal(ONE_DAY), True, "seconds"),
 }
 _WHOLE_NUMBER_BOUNDS = {
     "ALPACA_RETRY_ATTEMPTS": (0, MAX_RETRY_ATTEMPTS),
@@ -90,6 +92,8 @@ _WHOLE_NUMBER_BOUNDS = {
     # Longer than any one broker call plus a lookup; a day at most, so a dead run's lock
     # never outlives it by more.
     "RECONCILE_LOCK_LEASE_SECONDS": (5, ONE_DAY),
+    # 0 asks the system for any free port (printed at start): handy for tests and a second run.
+    "LEDGER_HEALTH_PORT": (0, 65535),
 }
 
 
@@ -157,6 +161,21 @@ class Settings(BaseSettings):
     extended_hours_slippage: Decimal = Field(
         Decimal("0.005"), alias="RECONCILE_EXTENDED_HOURS_SLIPPAGE"
     )
+    # Alpaca's trade_updates WebSocket. Empty: derived from ALPACA_BASE_URL as Alpaca's own
+    # is (https://paper-api.alpaca.markets -> wss://paper-api.alpaca.markets/stream), or
+    # alpaca-py's default when no base URL is set either.
+    alpaca_stream_url: str | None = Field(None, alias="ALPACA_STREAM_URL")
+    # `commands run` listens to the stream (BROKER_PROVIDER=alpaca only); polling stays the
+    # safety net either way.
+    stream_enabled: bool = Field(True, alias="LEDGER_STREAM")
+    # How long the books may differ (beyond in-flight orders and recent fills) before
+    # `commands run` records a drift and alerts.
+    drift_alert_seconds: Decimal = Field(Decimal(60), alias="LEDGER_DRIFT_ALERT_SECONDS")
+    # A shell command run with the drift as JSON on stdin when one begins (empty: none).
+    alert_command: str | None = Field(None, alias="LEDGER_ALERT_COMMAND")
+    # Where `commands run` serves /healthz and /metrics: loopback unless set otherwise.
+    health_host: str = Field("127.0.0.1", alias="LEDGER_HEALTH_HOST")
+    health_port: int = Field(9464, alias="LEDGER_HEALTH_PORT")
 
     @field_validator("broker_provider", mode="before")
     @classmethod
@@ -166,15 +185,63 @@ class Settings(BaseSettings):
             raise ValueError(f"BROKER_PROVIDER must be one of: paper, alpaca (got {value!r})")
         return text
 
-    @field_validator("alpaca_paper_mode", mode="before")
+    @field_validator("alpaca_paper_mode", "stream_enabled", mode="before")
     @classmethod
-    def _paper_mode(cls, value: Any) -> bool:
+    def _boolean(cls, value: Any, info: Any) -> bool:
         if isinstance(value, bool):
             return value
+        name = cls.model_fields[info.field_name].alias
         text = str(value).strip().lower()
         if text not in _BOOLEANS:
-            raise ValueError(f"ALPACA_PAPER_MODE must be one of: true, false (got {value!r})")
+            raise ValueError(f"{name} must be one of: true, false (got {_shown(value)})")
         return _BOOLEANS[text]
+
+    @field_validator("alpaca_stream_url", mode="before")
+    @classmethod
+    def _stream_url(cls, value: Any) -> str | None:
+        if value is None or not str(value).strip():
+            return None
+        text = str(value).strip()
+        try:
+            parts = urlsplit(text)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if (parts is None or parts.scheme not in ("ws", "wss") or not parts.hostname
+                or not port_ok or any(c.isspace() for c in text)):
+            raise ValueError(
+                "ALPACA_STREAM_URL must be a WebSocket URL such as "
+                f"wss://paper-api.alpaca.markets/stream (got {_shown(value)})"
+            )
+        return text
+
+    @field_validator("alert_command", mode="before")
+    @classmethod
+    def _alert_command(cls, value: Any) -> str | None:
+        if value is None or not str(value).strip():
+            return None
+        return str(value).strip()
+
+    @field_validator("health_host", mode="before")
+    @classmethod
+    def _health_host(cls, value: Any) -> str:
+        text = str(value).strip()
+        if not text or any(c.isspace() or c in "/[]" for c in text) or len(text) > 253:
+            raise ValueError(
+                "LEDGER_HEALTH_HOST must be a host name or address such as 127.0.0.1 "
+                f"(got {_shown(value)})"
+            )
+        return text
+
+    @model_validator(mode="after")
+    def _derived_stream_url(self) -> Settings:
+        # Alpaca serves the stream on the trading API's host: wss://paper-api.alpaca.markets/
+        # stream beside https://paper-api.alpaca.markets, so the sandbox does the same.
+        if self.alpaca_stream_url is None and self.alpaca_base_url is not None:
+            scheme, rest = self.alpaca_base_url.split("://", 1)
+            ws = "wss" if scheme == "https" else "ws"
+            self.alpaca_stream_url = f"{ws}://{rest.rstrip('/')}/stream"
+        return self
 
     @field_validator("alpaca_base_url", "alpaca_data_url", mode="before")
     @classmethod
@@ -217,6 +284,7 @@ class Settings(BaseSettings):
         "alpaca_retry_wait_seconds",
         "recent_fill_seconds",
         "extended_hours_slippage",
+        "drift_alert_seconds",
         mode="before",
     )
     @classmethod
@@ -235,6 +303,7 @@ class Settings(BaseSettings):
         "sync_lookback_days",
         "sqlite_lock_timeout_seconds",
         "lock_lease_seconds",
+        "health_port",
         mode="before",
     )
     @classmethod

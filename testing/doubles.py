@@ -30,6 +30,8 @@ def alpaca_env(sandbox: AlpacaSandbox, **overrides: str) -> dict[str, str]:
         "ALPACA_SECRET_KEY": sandbox.secret,
         "ALPACA_BASE_URL": sandbox.base_url,
         "ALPACA_DATA_URL": sandbox.base_url,  # the sandbox serves market data too
+        # `commands run` serves /healthz: any free port, so services may run side by side.
+        "LEDGER_HEALTH_PORT": "0",
         **FAST,
         **overrides,
     }

@@ -5,6 +5,10 @@ What is costly to compute from the views (the explained differences, the chart's
 the reconciliation runs) depends only on the events read so far, so it is cached under
 the views' position (and the tables' generation): a new event moves the position and the
 next request computes afresh.
+
+What may take seconds on a long history (the first explanation of every differing symbol)
+is computed in the background (`soon`): a request waits for it a moment, and otherwise
+shows a quick reading meanwhile, so the server answers at once from the start.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from commands.web.service import ServiceProbe, ServiceView
 from ledger.application import Ledger
 from projections.queries.explained import ExplainMemo
 from projections.queries.transactions import decision_rationale
@@ -46,8 +53,11 @@ class Fresh:
 
 
 class WebContext:
-    def __init__(self, ledger: Ledger, *, timezone: str) -> None:
+    def __init__(self, ledger: Ledger, *, timezone: str,
+                 health: tuple[str, int] | None = None) -> None:
         self.ledger = ledger
+        # Where `commands run` serves /healthz (LEDGER_HEALTH_HOST, LEDGER_HEALTH_PORT).
+        self._service = None if health is None else ServiceProbe(*health)
         self.timezone = timezone
         self.zone = ZoneInfo(timezone)
         self.views = Views(ledger, timezone=timezone)
@@ -55,6 +65,7 @@ class WebContext:
         self._cache_lock = threading.Lock()
         self._cache: OrderedDict[Hashable, Any] = OrderedDict()
         self._rationales: OrderedDict[UUID, str] = OrderedDict()
+        self._pending: dict[Hashable, Future[Any]] = {}
         self.explained = ExplainMemo()
 
     def fresh(self) -> Fresh:
@@ -83,6 +94,50 @@ class WebContext:
             while len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)
         return value
+
+    def soon(self, key: Hashable, fresh: Fresh, compute: Callable[[], T],
+             wait: float) -> T | None:
+        """`cached`, computed in a background thread: the value if it is ready within `wait`
+        seconds, else None (the computation goes on and fills the cache). One computation
+        per key and position at a time: requests meanwhile wait on the same one."""
+        full_key = (key, fresh.key)
+        with self._cache_lock:
+            if full_key in self._cache:
+                self._cache.move_to_end(full_key)
+                return self._cache[full_key]  # type: ignore[no-any-return]
+            future = self._pending.get(full_key)
+            started = future is None
+            if future is None:
+                future = self._pending[full_key] = Future()
+        if started:
+            threading.Thread(target=self._compute_into, args=(full_key, future, compute),
+                             name="tradeledger-page-soon", daemon=True).start()
+        try:
+            return future.result(timeout=wait)  # type: ignore[no-any-return]
+        except FutureTimeout:
+            return None
+
+    def _compute_into(self, full_key: Hashable, future: Future[Any],
+                      compute: Callable[[], Any]) -> None:
+        try:
+            value = compute()
+        except BaseException as error:
+            # The requests waiting see the failure (their error page and the log); the
+            # next request at this position tries again.
+            with self._cache_lock:
+                self._pending.pop(full_key, None)
+            future.set_exception(error)
+            return
+        with self._cache_lock:
+            self._cache[full_key] = value
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+            self._pending.pop(full_key, None)
+        future.set_result(value)
+
+    def service_status(self) -> ServiceView | None:
+        """What `commands run` says of itself; None when the page was not told where."""
+        return None if self._service is None else self._service()
 
     def rationale(self, decision_id: UUID) -> str:
         with self._cache_lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from commands.web.context import Fresh, WebContext
 from commands.web.svg import chart
 from projections.queries.audit import listed_days
 from projections.queries.books import Books, read_books
+from projections.queries.drift import DriftWindow
+from projections.queries.drift import open_drift as find_open_drift
 from projections.queries.history import MAX_DAYS, Series, book_history, until
 from projections.queries.reconciliations import DEFAULT_LIMIT
 from projections.queries.transactions import PURPOSES, STATUSES, OrderQuery, transactions
@@ -22,7 +25,23 @@ pages = Blueprint("pages", __name__)
 # The audit page shows this many timeline rows; the JSON endpoint has them all.
 AUDIT_ROWS = 2_000
 DAYS_LISTED = 60
-
+# What the books page reads that takes seconds on a long history (the first explanation
+# of every differing symbol, the value-over-time chart) is computed in the background
+# (`WebContext.soon`). `commands serve` starts it and waits WARM_UP_SECONDS before it
+# listens: a short history is read whole by then, as before. Past that, a request waits
+# for it at most until REQUEST_WAIT_SECONDS after it began, then shows the rest (the
+# books, every difference, the banners) with the causes or the chart marked as still
+# being worked out, and reloads itself every RELOAD_SECONDS (a meta refresh: the page
+# runs no script) until they are in. So the first answer on a 1,000,000-event store
+# comes within 2 s of the start.
+WARM_UP_SECONDS = 0.2
+REQUEST_WAIT_SECONDS = 0.1
+# The open drift must be on every answer whatever it costs (one read back through the
+# log when there never was one): `commands serve` waits for it before listening, up to
+# WARM_UP_DRIFT_SECONDS, and a request waits for it up to DRIFT_WAIT_SECONDS.
+WARM_UP_DRIFT_SECONDS = 1.0
+DRIFT_WAIT_SECONDS = 60.0
+RELOAD_SECONDS = 2
 
 def context() -> WebContext:
     found: WebContext = current_app.extensions["tradeledger"]
@@ -33,41 +52,75 @@ def _json(document: Any) -> Response:
     return Response(documents.json_text(document), mimetype="application/json")
 
 
-def _series(fresh: Fresh, symbol: str | None, now: datetime,
-            web: WebContext | None = None) -> Series:
-    web = web or context()
-    series = web.cached(("history", symbol), fresh,
-                        lambda: book_history(fresh.views, symbol, now))
-    return until(series, now)
+def _history(web: WebContext, fresh: Fresh, symbol: str | None, now: datetime,
+             wait: float | None) -> Series | None:
+    """The chart's history, carried on to `now`; with `wait`, computed in the background
+    and None if not ready within it."""
+    def compute() -> Series:
+        return book_history(fresh.views, symbol, now)
+
+    if wait is None:
+        return until(web.cached(("history", symbol), fresh, compute), now)
+    found = web.soon(("history", symbol), fresh, compute, wait)
+    return None if found is None else until(found, now)
+
+
+def _series(fresh: Fresh, symbol: str | None, now: datetime) -> Series:
+    found = _history(context(), fresh, symbol, now, None)
+    assert found is not None
+    return found
 
 
 # -- pages ----------------------------------------------------------------------------------
 
 
-def _books(web: WebContext, fresh: Fresh, now: datetime) -> Books:
-    return web.cached("books", fresh,
-                      lambda: read_books(fresh.views, fresh.position, now, web.explained))
+def open_drift(web: WebContext, fresh: Fresh) -> DriftWindow | None:
+    """The drift the watchdog of `commands run` has open (from its events), or None."""
+    return web.soon("open_drift", fresh, lambda: find_open_drift(web.ledger),
+                    DRIFT_WAIT_SECONDS)
+
+
+def _books(web: WebContext, fresh: Fresh, now: datetime, wait: float) -> Books | None:
+    return web.soon("books", fresh,
+                    lambda: read_books(fresh.views, fresh.position, now, web.explained), wait)
 
 
 def warm_up(web: WebContext) -> None:
-    """Read what the books page reads, before the first visitor: on a long history the
-    first explanation of every differing symbol takes seconds (see `explained`)."""
+    """Start reading what the books page reads, in the background, and give it
+    WARM_UP_SECONDS: on a long history the first explanation of every differing symbol
+    takes seconds (see `explained`), and the server must answer meanwhile."""
     fresh = web.fresh()
     now = datetime.now(UTC)
-    _books(web, fresh, now)
-    _series(fresh, None, now, web)
+    # The open drift first and alone: every answer needs it (a read back through the log,
+    # a third of a second on a million events), and two readers beside it would slow it.
+    web.soon("open_drift", fresh, lambda: find_open_drift(web.ledger), WARM_UP_DRIFT_SECONDS)
+    deadline = time.monotonic() + WARM_UP_SECONDS
+    _books(web, fresh, now, 0)
+    _history(web, fresh, None, now, 0)
+    # Both run at once; they get WARM_UP_SECONDS between them.
+    _books(web, fresh, now, max(0.0, deadline - time.monotonic()))
+    _history(web, fresh, None, now, max(0.0, deadline - time.monotonic()))
 
 
 @pages.get("/")
 def books() -> str:
     web = context()
     fresh = web.fresh()
+    # From here: catching the views up is not what the wait is for.
+    deadline = time.monotonic() + REQUEST_WAIT_SECONDS
     now = datetime.now(UTC)
-    found = _books(web, fresh, now)
-    series = _series(fresh, None, now)
+    drift = open_drift(web, fresh)
+    found = _books(web, fresh, now, max(0.0, deadline - time.monotonic()))
+    if found is None:
+        # Still explaining: the same books from the explanations at hand, the other
+        # causes marked as being worked out.
+        found = read_books(fresh.views, fresh.position, now, web.explained, kept_only=True)
+    series = _history(web, fresh, None, now, max(0.0, deadline - time.monotonic()))
+    pending = bool(found.explaining) or series is None
     return render_template(
-        "books.html", books=found, banners=banners(found, now), now=now,
-        series=series, chart=chart(series.points, web.zone),
+        "books.html", books=found, banners=banners(found, now, drift), now=now,
+        series=series, chart=None if series is None else chart(series.points, web.zone),
+        service=web.service_status(), reload_seconds=RELOAD_SECONDS if pending else None,
     )
 
 

@@ -285,3 +285,46 @@ class MarketReader(Protocol):
     def latest_prices(self, symbols: list[str]) -> dict[str, Decimal]:
         """The latest trade price per symbol; symbols without one are left out."""
         ...
+
+
+# -- a broker's stream of order updates ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderUpdate:
+    """One order update a broker announced (Alpaca: a `trade_updates` message).
+
+    Only a signal that something changed: the service records it by polling, the same code
+    path as every other change, so an update announced twice, or an update and a later
+    poll of the same fill, never make two fills.
+    """
+
+    event: str  # the broker's word: new, fill, partial_fill, canceled, ...
+    broker_order_id: str | None = None
+    execution_id: str | None = None
+
+
+class StreamListener(Protocol):
+    """What a stream reports, from its own thread."""
+
+    def on_connected(self) -> None: ...
+
+    def on_disconnected(self, reason: str) -> None:
+        """`reason`: one line a person can read ("connection lost", "authentication
+        refused: ..."); never a secret."""
+        ...
+
+    def on_update(self, update: OrderUpdate | None) -> None:
+        """An update; None when one came that could not be read (something changed)."""
+        ...
+
+
+class OrderUpdateStream(Protocol):
+    """A broker's order update stream, run in a thread of its own; it reconnects itself
+    (with backoff) until stopped."""
+
+    def start(self, listener: StreamListener) -> None: ...
+
+    def stop(self) -> None:
+        """Stop and wait for the thread (bounded); no callback comes after it returns."""
+        ...

@@ -8,6 +8,7 @@ from ledger.domain.adjustment import Adjustment
 from ledger.domain.broker_snapshot import BrokerSnapshot
 from ledger.domain.corporate_action import CorporateAction
 from ledger.domain.decision import Decision
+from ledger.domain.drift import Drift
 from ledger.domain.order import Order
 from ledger.domain.reconciliation import Reconciliation
 
@@ -16,13 +17,14 @@ __all__ = [
     "BrokerSnapshot",
     "CorporateAction",
     "Decision",
+    "Drift",
     "Order",
     "Reconciliation",
     "event_name",
 ]
 
 # Names users read in the audit trail (docs/design.md, "Event names"); the rest are the
-# aggregate's name followed by the event's.
+# aggregate's name followed by the event's (Drift.Began is "DriftBegan").
 _RENAMED = {"BrokerSnapshot.Synced": "BrokerSynced"}
 
 

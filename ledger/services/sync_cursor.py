@@ -4,7 +4,7 @@ move it forward."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -19,6 +19,18 @@ OVERLAP = timedelta(minutes=2)
 # Non-trade activities are dated by day at Alpaca: re-read a few days; their ids dedupe.
 ACTIVITY_OVERLAP = timedelta(days=3)
 
+# The overlap makes a poll re-read every fill of the last two minutes: with fills streaming
+# in, that is most of what a poll reads. So a poll reads the whole overlap (from
+# `fills_after`: the reads that catch late arrivals, and the only ones that move
+# `fills_after`) when the last such read is this old, as every poll did before; a poll
+# sooner than that (the polls stream updates ask for) reads from the newest fill it saw,
+# less QUICK_OVERLAP. Late arrivals are found as before, by the next full read; fresh
+# fills are found at once. 5 s is the default poll interval: a service that only polls on
+# its interval reads the whole overlap every time.
+FULL_READ_SECONDS = 5.0
+# An execution stamped a moment before another may become visible a moment after it.
+QUICK_OVERLAP = timedelta(seconds=1)
+
 
 @dataclass(frozen=True)
 class SyncCursor:
@@ -31,6 +43,26 @@ class SyncCursor:
     unresolved: tuple[UUID, ...]
     # Orders requested after this notification id were not known to the sync.
     through: int
+    # Executions read at or after `fills_after` that the store holds (recorded by this
+    # sync or before it). The overlap re-reads them every poll; knowing them, a poll skips
+    # their order lookups and loads, so it costs what is new, not the whole overlap. Kept
+    # in memory only (not in `as_request`: a snapshot would carry thousands of ids); a
+    # cursor read back from the store has none, and its first poll does the full work.
+    recorded: frozenset[str] = field(default=frozenset(), compare=False)
+    # Where a quick read starts (the newest fill seen, less QUICK_OVERLAP), and when (time.
+    # monotonic()) the last full read was: in memory only, like `recorded`; without them
+    # the next poll reads the whole overlap.
+    fresh_after: datetime | None = field(default=None, compare=False)
+    full_read_at: float | None = field(default=None, compare=False)
+
+    def quick_start(self, now: float) -> datetime | None:
+        """Where a poll at `now` (time.monotonic()) reads fills from, if a quick read will
+        do; None when the whole overlap is due (see FULL_READ_SECONDS)."""
+        if self.fresh_after is None or self.full_read_at is None:
+            return None
+        if not 0 <= now - self.full_read_at < FULL_READ_SECONDS:
+            return None
+        return max(self.fresh_after, self.fills_after)
 
     def as_request(self) -> dict[str, Any]:
         return {

@@ -22,8 +22,13 @@ from ledger.domain.corporate_action import corporate_action_id
 from ledger.domain.order import external_order_id, order_id_from_client_order_id
 from ledger.domain.values import InvalidInput, OrderIntent, order_terms, validate
 from ledger.services.corporate_actions import activity_time, corporate_actions
-from ledger.services.sync_cursor import ACTIVITY_OVERLAP, needs_watching, next_cursor
-from ledger.services.sync_reads import BUSTED, CORRECTED, BrokerReads
+from ledger.services.sync_cursor import (
+    ACTIVITY_OVERLAP,
+    QUICK_OVERLAP,
+    needs_watching,
+    next_cursor,
+)
+from ledger.services.sync_reads import BUSTED, CORRECTED, BrokerReads, is_recorded
 
 CORRECTION_SUFFIX = "#corrected"
 
@@ -91,6 +96,11 @@ class SyncOutcome:
     unresolved: list[UUID] = field(default_factory=list)
     fills_after: datetime | None = None
     activities_after: datetime | None = None
+    # The plain executions read that the store holds once this outcome is saved: the
+    # next cursor's `recorded`.
+    recorded: set[str] = field(default_factory=set)
+    # Where a quick read continues: past the newest fill read, less QUICK_OVERLAP.
+    fresh_after: datetime | None = None
     # The ledger's order behind each broker order the reads concern, by broker order id.
     ledger_orders: dict[str, Order] = field(default_factory=dict)
 
@@ -135,6 +145,12 @@ class SyncMapper:
                 self._orders.pop(order.id, None)
                 continue
             touched[order.id] = order
+            # Applied: each plain execution read is now the order's (stored before, or
+            # pending in this save). An order that failed above adds none: its aggregate
+            # is dropped, so its executions are looked up again next time.
+            outcome.recorded.update(
+                f.activity_id for f in fills if is_recorded(f, order.executions)
+            )
         outcome.orders = [o for o in touched.values() if o.pending_events]
         outcome.updated_orders = sum(
             1 for o in outcome.orders if o.version - len(o.pending_events) > 0
@@ -164,12 +180,20 @@ class SyncMapper:
                 + ", ".join(sorted({a.activity_id for a in waiting}))
             )
 
+        # Those skipped by the reads are stored already and still in the window.
+        outcome.recorded.update(reads.recorded)
         outcome.unresolved = sorted(
             (o.id for o in {**self._orders, **touched}.values() if needs_watching(o, self.broker)),
             key=str,
         )
         outcome.fills_after = next_cursor(
             reads.fills_after, [f.transaction_time for f in reads.fills], failed_fill_times
+        )
+        outcome.fresh_after = next_cursor(
+            reads.fills_after,
+            [f.transaction_time for f in reads.fills],
+            failed_fill_times,
+            QUICK_OVERLAP,
         )
         outcome.activities_after = next_cursor(
             reads.activities_after,

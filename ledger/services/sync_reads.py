@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -50,6 +50,9 @@ class BrokerReads:
     lookups: int = 0
     # What the reads could not square (an execution of an order the broker cannot show).
     warnings: tuple[str, ...] = ()
+    # Plain executions among `fills` the store already holds (the cursor's `recorded`):
+    # their orders were not looked up, so the mapper leaves them alone.
+    recorded: frozenset[str] = frozenset()
 
 
 def read_broker(
@@ -59,8 +62,13 @@ def read_broker(
     fills_after: datetime,
     activities_after: datetime,
     with_account: bool = True,
+    recorded: Collection[str] = frozenset(),
 ) -> BrokerReads:
-    """All reads, before anything is written. Raises BrokerReadError on any failure."""
+    """All reads, before anything is written. Raises BrokerReadError on any failure.
+
+    `recorded`: execution ids the store holds already. Such a fill, read again in the
+    cursor's overlap, needs no order lookup (a busted or corrected one still does).
+    """
     account = reader.get_account() if with_account else None
     broker_time = reader.get_clock()
     positions = reader.list_positions() if with_account else None
@@ -82,8 +90,14 @@ def read_broker(
         if found is not None:
             orders[found.broker_order_id] = found
     unattributed: list[str] = []
+    known: set[str] = set()
     for fill in fills:
         if fill.broker_order_id in orders:
+            continue
+        if is_recorded(fill, recorded):
+            # Checked fill by fill: a bust read beside the execution it takes back has the
+            # same id, and must still reach its order.
+            known.add(fill.activity_id)
             continue
         lookups += 1
         found = reader.get_order(fill.broker_order_id)
@@ -109,6 +123,17 @@ def read_broker(
         activities_after=activities_after,
         lookups=lookups,
         warnings=tuple(unattributed),
+        recorded=frozenset(known),
+    )
+
+
+def is_recorded(fill: BrokerFill, recorded: Collection[str]) -> bool:
+    """A plain execution the store holds. A bust or correction carries the id of the
+    execution it changes, so it is never "recorded": it must reach its order."""
+    return (
+        fill.activity_id in recorded
+        and fill.status not in BUSTED
+        and fill.status not in CORRECTED
     )
 
 

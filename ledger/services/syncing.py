@@ -9,23 +9,22 @@ the ledger (`ledger.application.Ledger` has them as its methods: `ledger.sync()`
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, Notification, PersistenceError
+from eventsourcing.persistence import IntegrityError, Notification
 from eventsourcing.utils import get_topic
 
-from ledger.brokers.port import BrokerReader, BrokerReadError
+from ledger.brokers.port import BrokerReader
 from ledger.domain import BrokerSnapshot, Order
 from ledger.domain.values import InvalidInput
 from ledger.infrastructure.event_store import SAVE_ATTEMPTS, SYNCED_TOPIC
 from ledger.services.sync_cursor import OVERLAP, SyncCursor, needs_watching
-from ledger.services.sync_mapper import SyncMapper
+from ledger.services.sync_mapper import SyncMapper, SyncOutcome
 from ledger.services.sync_reads import BrokerReads, WatchedOrder, read_broker
 from ledger.services.sync_report import SyncReport, open_order_record, position_record
 
@@ -72,45 +71,6 @@ def poll(
     return _sync(ledger, cursor, lookback=lookback, snapshot=False)
 
 
-def keep_current(
-    ledger: Ledger,
-    stop: threading.Event,
-    *,
-    interval: float = 5.0,
-    resync_interval: float = 900.0,
-    lookback: timedelta = DEFAULT_SYNC_LOOKBACK,
-    on_report: Callable[[SyncReport], None] | None = None,
-    on_error: Callable[[Exception], None] | None = None,
-) -> SyncReport:
-    """The service loop: sync now, then poll every `interval` seconds (and take a full
-    snapshot every `resync_interval`) until `stop` is set. A failed start-up sync
-    raises; a failed poll (the broker, or the event store: a restarted database
-    server) is reported to `on_error` and tried again next time."""
-    report = ledger.sync(lookback=lookback)
-    if on_report is not None:
-        on_report(report)
-    cursor = report.cursor
-    last_snapshot = time.monotonic()
-    while not stop.wait(interval):
-        try:
-            if time.monotonic() - last_snapshot >= resync_interval:
-                report = ledger.sync(lookback=lookback)
-                last_snapshot = time.monotonic()
-            else:
-                report = ledger.poll(cursor, lookback=lookback)
-        except (BrokerReadError, PersistenceError) as error:
-            # IntegrityError (another writer first) is a PersistenceError too. A store
-            # that went away is reconnected by the pool (pre-ping) once it is back.
-            log.warning("poll failed: %s", error)
-            if on_error is not None:
-                on_error(error)
-            continue
-        cursor = report.cursor
-        if on_report is not None:
-            on_report(report)
-    return report
-
-
 def last_cursor(ledger: Ledger) -> SyncCursor | None:
     """Where the newest sync left off: the cursor in its request, all a sync needs of it.
 
@@ -130,7 +90,8 @@ def last_cursor(ledger: Ledger) -> SyncCursor | None:
     return SyncCursor.from_request(synced.request)
 
 
-def _reader(ledger: Ledger) -> BrokerReader:
+def sync_reader(ledger: Ledger) -> BrokerReader:
+    """The broker account a sync reads; InvalidInput (exit 2) when the broker keeps none."""
     reader = ledger.router.reader
     if reader is None:
         raise InvalidInput(
@@ -143,28 +104,32 @@ def _reader(ledger: Ledger) -> BrokerReader:
 def _sync(
     ledger: Ledger, cursor: SyncCursor | None, *, lookback: timedelta, snapshot: bool
 ) -> SyncReport:
-    reader = _reader(ledger)
+    reader = sync_reader(ledger)
     broker = reader.name
     through = ledger.last_notification_id()
     watched = [o for o in map(ledger.load_order, _watched_order_ids(ledger, cursor, through))
                if o is not None and needs_watching(o, broker)]
     fills_after, activities_after = _starting_points(cursor, watched, lookback)
+    now = time.monotonic()
+    # A snapshot always reads the whole overlap; a poll may read only what is new.
+    quick_start = None if snapshot or cursor is None else cursor.quick_start(now)
     reads = read_broker(
         reader,
         watched=[WatchedOrder(o.id, o.client_order_id, o.broker_order_id) for o in watched],
-        fills_after=fills_after,
+        fills_after=quick_start or fills_after,
         activities_after=activities_after,
         with_account=snapshot,
+        # Executions the previous sync saw stored: read again in the overlap, they cost
+        # no lookup. Only a cursor from this process has them (see SyncCursor.recorded).
+        recorded=cursor.recorded if cursor is not None else frozenset(),
     )
     for attempt in range(SAVE_ATTEMPTS):
         # Fresh aggregates on every attempt: a failed save leaves its events nowhere.
         fresh = [o for o in map(ledger.load_order, (o.id for o in watched)) if o is not None]
         outcome = SyncMapper(ledger, broker=broker, watched=fresh).map(reads)
-        next_cursor = SyncCursor(
-            fills_after=outcome.fills_after or fills_after,
-            activities_after=outcome.activities_after or activities_after,
-            unresolved=tuple(outcome.unresolved),
-            through=through,
+        next_cursor = _next_cursor(
+            cursor, outcome, quick_start, now,
+            fills_after=fills_after, activities_after=activities_after, through=through,
         )
         positions = [position_record(p) for p in reads.positions or []]
         open_orders = [
@@ -209,6 +174,40 @@ def _sync(
             warnings=outcome.warnings,
         )
     raise AssertionError("unreachable")
+
+
+def _next_cursor(
+    cursor: SyncCursor | None,
+    outcome: SyncOutcome,
+    quick_start: datetime | None,
+    now: float,
+    *,
+    fills_after: datetime,
+    activities_after: datetime,
+    through: int,
+) -> SyncCursor:
+    """The cursor after a read. A full read (`quick_start` None) moves `fills_after` and
+    keeps the executions it found stored; a quick read leaves `fills_after` where the last
+    full read put it (it read only the newest fills: the older part of the overlap is still
+    to be read again) and adds what it found stored to what the cursor knew."""
+    if quick_start is None or cursor is None:
+        fills_from = outcome.fills_after or fills_after
+        recorded = frozenset(outcome.recorded)
+        full_read_at: float | None = now
+    else:
+        fills_from = fills_after
+        recorded = cursor.recorded | outcome.recorded
+        full_read_at = cursor.full_read_at
+    fresh = outcome.fresh_after or quick_start or fills_from
+    return SyncCursor(
+        fills_after=fills_from,
+        activities_after=outcome.activities_after or activities_after,
+        unresolved=tuple(outcome.unresolved),
+        through=through,
+        recorded=recorded,
+        fresh_after=max(fresh, fills_from),
+        full_read_at=full_read_at,
+    )
 
 
 def _snapshot(

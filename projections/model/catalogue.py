@@ -23,6 +23,7 @@ from ledger.domain import (
     BrokerSnapshot,
     CorporateAction,
     Decision,
+    Drift,
     Order,
     Reconciliation,
 )
@@ -73,6 +74,10 @@ def decision_symbols(e: Any, order: OrderRecord | None) -> frozenset[str]:
 def plan_symbols(e: Any, order: OrderRecord | None) -> frozenset[str]:
     settled = list(getattr(e, "settled", None) or [])
     return frozenset(str(item["symbol"]) for item in [*e.rows, *e.orders, *settled])
+
+
+def drift_symbols(e: Any, order: OrderRecord | None) -> frozenset[str]:
+    return frozenset(str(item["symbol"]) for item in e.symbols)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +170,9 @@ CATALOGUE: dict[type, EventKind] = {
     ReconciliationLock.Acquired: _run_step(timeline.lock("taken")),
     ReconciliationLock.Renewed: _run_step(timeline.lock("renewed")),
     ReconciliationLock.Released: _run_step(timeline.lock("released")),
+    # The watchdog's record of when the books were apart: shown, never folded into a book.
+    Drift.Began: EventKind(effects.nothing, timeline.drift_began, drift_symbols),
+    Drift.Ended: EventKind(effects.nothing, timeline.drift_ended),
 }
 
 

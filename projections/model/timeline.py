@@ -252,3 +252,16 @@ def lock(verb: str) -> Describer:
         entry.update(reconciliation_id=run_id, text=f"the reconciliation lock {verb}{by}{lease}")
 
     return describe
+
+
+def drift_began(e: Any, _: OrderRecord | None, entry: dict[str, Any]) -> None:
+    symbols = [dict(item) for item in e.symbols]
+    parts = [f"{item['symbol']} delta {item['delta']} ({item['cause']})" for item in symbols]
+    entry.update(symbol=", ".join(sorted(item["symbol"] for item in symbols)),
+                 text=f"the books drifted apart: {'; '.join(parts)}")
+    entry["details"] = {"began_at": e.began_at, "symbols": symbols}
+
+
+def drift_ended(e: Any, _: OrderRecord | None, entry: dict[str, Any]) -> None:
+    entry["text"] = f"the books agree again: drift {e.originator_id} ended"
+    entry["details"] = {"ended_at": e.ended_at}

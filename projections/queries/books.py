@@ -29,14 +29,23 @@ class _ExplainingBooks(ReconcileBooks):
     recent-fill window (a planning rule, read from the tail of the log) does not apply,
     and explanations are kept between requests (`ExplainMemo`)."""
 
-    def __init__(self, views: Views, memo: ExplainMemo) -> None:
+    def __init__(self, views: Views, memo: ExplainMemo, *, kept_only: bool = False) -> None:
         super().__init__(views)
         self.memo = memo
+        self.kept_only = kept_only
+        # With `kept_only`: the differing symbols the memo holds no explanation for.
+        self.unexplained: set[str] = set()
 
     def recent_broker_fills(self, now: datetime) -> dict[str, datetime]:
         return {}
 
     def _explain(self, fact: SymbolFacts) -> SymbolFacts:
+        if self.kept_only:
+            kept = self.memo.kept(fact)
+            if kept is None:
+                self.unexplained.add(fact.symbol)
+                return fact
+            return kept
         return self.memo.explain(fact, super()._explain)
 
 
@@ -60,6 +69,9 @@ class Difference:
     cause: str | None
     in_flight: bool
     value: Decimal | None  # the delta at the last price
+    # The cause is still being worked out (a quick reading while the explanations are
+    # computed in the background): `cause` is None until then.
+    explaining: bool = False
 
     @property
     def differs(self) -> bool:
@@ -92,6 +104,8 @@ class Books:
     broker_value: BookValue
     open_orders: list[OrderRecord]  # the newest OPEN_ORDERS_SHOWN
     open_order_count: int
+    # Differing symbols whose cause is still being worked out (`read_books(kept_only=True)`).
+    explaining: tuple[str, ...] = ()
 
     @property
     def differing(self) -> list[Difference]:
@@ -117,8 +131,14 @@ def _value(holdings: Sequence[Holding], account: BrokerAccountState | None) -> B
     )
 
 
-def _difference(fact: SymbolFacts) -> Difference:
+def _difference(fact: SymbolFacts, explaining: bool = False) -> Difference:
     delta = delta_for(fact.local_qty, fact.broker_qty, fact.pending_qty)
+    if explaining:
+        # An unexplained fact would give a wrong cause: show none until it is worked out.
+        return Difference(fact.symbol, fact.local_qty, fact.broker_qty, fact.pending_qty, delta,
+                          None, fact.in_flight,
+                          None if fact.last_price is None else delta * fact.last_price,
+                          explaining=True)
     return Difference(
         symbol=fact.symbol,
         local_qty=fact.local_qty,
@@ -131,10 +151,18 @@ def _difference(fact: SymbolFacts) -> Difference:
     )
 
 
-def read_books(views: Views, position: int, now: datetime, memo: ExplainMemo) -> Books:
+def read_books(views: Views, position: int, now: datetime, memo: ExplainMemo, *,
+               kept_only: bool = False) -> Books:
     """Both books and their difference; `views` must have caught up to `position`, and
-    `memo` advanced to it."""
-    facts = _ExplainingBooks(views, memo).symbol_facts(now=now, recent_runs=[], since=None)
+    `memo` advanced to it.
+
+    With `kept_only`, nothing is explained afresh: a differing symbol the memo holds no
+    explanation for is listed with its quantities and `explaining` set, its cause left
+    out. That reading is quick on any history; the page shows it while the full one is
+    computed (`commands serve` listens before the first explanation of a long history)."""
+    explaining = _ExplainingBooks(views, memo, kept_only=kept_only)
+    facts = explaining.symbol_facts(now=now, recent_runs=[], since=None)
+    pending = explaining.unexplained
     prices = {f.symbol: f.last_price for f in facts if f.last_price is not None}
     broker_book = views.broker_book()
     local = _holdings(views.local_book(), prices)
@@ -146,9 +174,10 @@ def read_books(views: Views, position: int, now: datetime, memo: ExplainMemo) ->
         local=local,
         broker=broker,
         account=account,
-        differences=[_difference(fact) for fact in facts],
+        differences=[_difference(fact, fact.symbol in pending) for fact in facts],
         local_value=_value(local, account),
         broker_value=_value(broker, account),
         open_orders=open_orders[::-1][:OPEN_ORDERS_SHOWN],
         open_order_count=len(open_orders),
+        explaining=tuple(sorted(pending)),
     )

@@ -60,6 +60,12 @@ class ExplainMemo:
             for symbol in touched:
                 self._explained.pop(symbol, None)
 
+    def kept(self, fact: SymbolFacts) -> SymbolFacts | None:
+        """The explanation held for `fact`, or None: nothing is computed."""
+        with self._lock:
+            kept = self._explained.get(fact.symbol)
+        return kept[1] if kept is not None and kept[0] == fact else None
+
     def explain(self, fact: SymbolFacts, compute: Callable[[SymbolFacts], SymbolFacts]
                 ) -> SymbolFacts:
         with self._lock:

@@ -23,6 +23,7 @@ from ledger.domain.order_status import (
 )
 from ledger.domain.planning import SymbolFacts
 from ledger.infrastructure.event_log import newest_windows
+from ledger.settings import Settings
 from projections.engine.runner import stored_timestamp
 from projections.model.positions import MOVE_IN, MOVE_OUT, RATIO, signed
 from projections.model.records import OrderRecord
@@ -262,3 +263,13 @@ def compensation_streaks(
 
 def _as_uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def reconcile_books(ledger: Ledger, settings: Settings) -> ReconcileBooks:
+    """The books reconcile reads, for a long-running caller (the watchdog of `commands
+    run`): the views are brought up to date at each read (`catch_up`), not here, so a
+    service starts at once on a large store."""
+    return ReconcileBooks(
+        Views(ledger, timezone=settings.timezone),
+        recent_fill_seconds=settings.recent_fill_seconds,
+    )

@@ -62,7 +62,7 @@ def every_event_class() -> list[type]:
 def test_the_walk_finds_every_aggregate() -> None:
     names = {aggregate.__name__ for aggregate in aggregates()}
     assert names == {
-        "Adjustment", "BrokerSnapshot", "CorporateAction", "Decision", "Order",
+        "Adjustment", "BrokerSnapshot", "CorporateAction", "Decision", "Drift", "Order",
         "Reconciliation", "ReconciliationLock",
     }
     assert Order.Requested in every_event_class() and Order.Created not in every_event_class()

@@ -39,6 +39,12 @@ def test_defaults() -> None:
         ("ALPACA_BASE_URL", "ftp://x", "ALPACA_BASE_URL must start with http:// or https://"),
         ("BROKER_TIMEOUT_SECONDS", "-1", "BROKER_TIMEOUT_SECONDS must be a number of seconds"),
         ("BROKER_TIMEOUT_SECONDS", "soon", "BROKER_TIMEOUT_SECONDS must be a decimal number"),
+        ("LEDGER_STREAM", "on", "LEDGER_STREAM must be one of: true, false (got 'on')"),
+        ("ALPACA_STREAM_URL", "https://paper-api.alpaca.markets/stream",
+         "ALPACA_STREAM_URL must be a WebSocket URL such as wss://"),
+        ("ALPACA_STREAM_URL", "ws://", "ALPACA_STREAM_URL must be a WebSocket URL"),
+        ("ALPACA_STREAM_URL", "ws://host:0/stream", "ALPACA_STREAM_URL must be a WebSocket URL"),
+        ("LEDGER_HEALTH_HOST", "http://0.0.0.0/", "LEDGER_HEALTH_HOST must be a host name"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -48,6 +54,23 @@ def test_bad_values_name_the_variable(
     with pytest.raises(ConfigurationError) as refused:
         load_settings(None)
     assert message in str(refused.value)
+
+
+def test_live_defaults_and_the_derived_stream_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(None)
+    assert (settings.stream_enabled, settings.drift_alert_seconds) == (True, Decimal(60))
+    assert (settings.health_host, settings.health_port) == ("127.0.0.1", 9464)
+    assert settings.alert_command is None and settings.alpaca_stream_url is None
+    # As Alpaca's: https://paper-api.alpaca.markets streams at wss://.../stream.
+    monkeypatch.setenv("ALPACA_BASE_URL", "https://paper-api.alpaca.markets/v2")
+    assert load_settings(None).alpaca_stream_url == "wss://paper-api.alpaca.markets/stream"
+    monkeypatch.setenv("ALPACA_BASE_URL", "http://127.0.0.1:8765/")
+    assert load_settings(None).alpaca_stream_url == "ws://127.0.0.1:8765/stream"
+    monkeypatch.setenv("ALPACA_STREAM_URL", "wss://elsewhere.example/stream")
+    monkeypatch.setenv("LEDGER_STREAM", "FALSE")
+    settings = load_settings(None)
+    assert (settings.alpaca_stream_url, settings.stream_enabled) == (
+        "wss://elsewhere.example/stream", False)
 
 
 def test_dotenv_file_is_read_and_validated(tmp_path: Path) -> None:
@@ -123,6 +146,8 @@ RANGES = {
     "RECONCILE_MAX_ORDER_NOTIONAL": "above zero and at most 1000000000, or empty",
     "RECONCILE_MAX_RUN_NOTIONAL": "above zero and at most 1000000000, or empty",
     "RECONCILE_EXTENDED_HOURS_SLIPPAGE": "from 0 to 0.1",
+    "LEDGER_DRIFT_ALERT_SECONDS": "seconds above zero and at most 86400, to the millisecond",
+    "LEDGER_HEALTH_PORT": "a whole number from 0 to 65535",
 }
 NOT_NUMBERS = ["soon", "nan", "NaN", "inf", "-Infinity", "1e400x", ""]
 REFUSED = [
@@ -140,6 +165,8 @@ REFUSED = [
     ("RECONCILE_MAX_ORDER_NOTIONAL", ["0", "-5", "1000000000.01", "1e12", "1e400"]),
     ("RECONCILE_MAX_RUN_NOTIONAL", ["0", "-5", "1000000000.01", "1e12", "1e400"]),
     ("RECONCILE_EXTENDED_HOURS_SLIPPAGE", ["-0.001", "0.999", "0.1000001", "1", "5", "1e12"]),
+    ("LEDGER_DRIFT_ALERT_SECONDS", ["0", "-60", "86401", "1e12", "0.0001"]),
+    ("LEDGER_HEALTH_PORT", ["-1", "65536", "9464.0", "http", "²"]),
 ]
 REFUSALS = [
     (name, value)
@@ -195,6 +222,10 @@ def test_a_value_outside_the_range_is_one_line_naming_the_variable_and_its_range
         ("RECONCILE_MAX_RUN_NOTIONAL", "0.01", Decimal("0.01")),
         ("RECONCILE_EXTENDED_HOURS_SLIPPAGE", "0", Decimal(0)),
         ("RECONCILE_EXTENDED_HOURS_SLIPPAGE", "0.1", Decimal("0.1")),
+        ("LEDGER_DRIFT_ALERT_SECONDS", "0.001", Decimal("0.001")),
+        ("LEDGER_DRIFT_ALERT_SECONDS", "86400", Decimal(86400)),
+        ("LEDGER_HEALTH_PORT", "0", 0),
+        ("LEDGER_HEALTH_PORT", "65535", 65535),
     ],
 )
 def test_the_ends_of_each_range_are_accepted(

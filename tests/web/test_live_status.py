@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -90,6 +91,19 @@ def test_an_open_drift_is_a_banner_until_it_ends(ledger: Ledger) -> None:
     drift.end(datetime.now(UTC))
     ledger.save(drift)
     assert "Drift open" not in _page(client)
+
+
+def test_the_days_audit_shows_its_drift_windows(ledger: Ledger) -> None:
+    ledger.trade(side="buy", symbol="AAPL", qty="10", price="100", reason="momentum")
+    drift = _drift()
+    ledger.save(drift)
+    drift.end(datetime.now(UTC))
+    ledger.save(drift)
+    client = _client(ledger, ("127.0.0.1", _unused_port()))
+    page = _page(client, f"/audit/{datetime.now(ZoneInfo(ZONE)).date().isoformat()}")
+    section = page[page.index("<h3>Drift windows</h3>"):page.index("Left unresolved")]
+    assert "AAPL 10 (ledger-originated)" in section
+    assert "still open" not in section
 
 
 def test_the_status_says_when_the_service_is_not_answering(ledger: Ledger) -> None:

@@ -13,7 +13,9 @@ both books. The CLI (`commands audit`) and the web page serve the same document:
      "pnl": [{"symbol", "local", "broker"}], "pnl_total": {"local", "broker"},
      "pnl_notes": [{"symbol", "book", "execution_id", "text"}],  # what a figure leaves out
      "unresolved": {"open_orders": [order], "differences": [{"symbol", "local_qty",
-                    "broker_qty", "open_qty", "delta"}]}}
+                    "broker_qty", "open_qty", "delta"}]},
+     "drift_windows": [{"drift_id", "began_at", "ended_at", "open", "symbols"}]}
+                                # drifts that began or ended on the day (projections.queries.drift)
 
 The day's events are read from the audit index (notification ids first_seq..last_seq) and
 folded with the views' own `FoldState` by the one paged replay (`projections.engine.replay`),

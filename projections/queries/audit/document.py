@@ -14,6 +14,7 @@ from projections.queries.audit.day import day_span
 from projections.queries.audit.orders import unresolved
 from projections.queries.audit.pnl import BOOKS, DayAudit
 from projections.queries.audit.timeline import narrowed
+from projections.queries.drift import windows_between
 from projections.queries.views import Views, position_rows
 
 
@@ -84,4 +85,10 @@ def audit_document(views: Views, day: date, symbol: str | None = None) -> dict[s
         "pnl_notes": [note for note in audit.notes if wanted is None or note["symbol"] == wanted],
         # The orders open at the day's start are those the previous close listed.
         "unresolved": unresolved(views, span, state, audit.opening_order_ids, wanted),
+        # When the watchdog of `commands run` found the books apart (began or ended this day).
+        "drift_windows": [
+            window.document()
+            for window in windows_between(views.ledger, span.first_seq, span.last_seq)
+            if wanted is None or any(item["symbol"] == wanted for item in window.symbols)
+        ],
     }
