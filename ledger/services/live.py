@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import PersistenceError
 
@@ -222,25 +222,15 @@ def keep_current(
     ledger: Ledger,
     stop: threading.Event,
     *,
-    interval: float = 5.0,
-    resync_interval: float = 900.0,
-    lookback: timedelta = DEFAULT_SYNC_LOOKBACK,
-    on_report: Callable[[SyncReport], None] | None = None,
-    on_error: Callable[[Exception], None] | None = None,
-    stream: OrderUpdateStream | None = None,
-    status: ServiceStatus | None = None,
     after_change: Sequence[AfterChange] = (),
-    say: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> SyncReport:
     """The service loop: sync now, then poll every `interval` seconds (and take a full
     snapshot every `resync_interval`) until `stop` is set; with a `stream`, also poll at
     once on each update and (re)connect. A failed start-up sync raises; a failed poll (the
     broker, or the event store: a restarted database server) is reported to `on_error`
-    and tried again next time."""
-    service = LiveService(
-        ledger, interval=interval, resync_interval=resync_interval, lookback=lookback,
-        on_report=on_report, on_error=on_error, stream=stream, status=status, say=say,
-    )
+    and tried again next time. `options` are `LiveService`'s."""
+    service = LiveService(ledger, **options)
     for hook in after_change:
         service.after_change(hook)
     return service.run(stop)
